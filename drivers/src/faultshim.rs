@@ -1,0 +1,1 @@
+//! Link fault shim (in progress).

@@ -1,0 +1,1 @@
+//! Software engine (in progress).

@@ -1,0 +1,1 @@
+//! The Tandem mirroring engine in rust-hdl (not built yet).

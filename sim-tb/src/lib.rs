@@ -1,0 +1,1 @@
+//! Verilator testbenches of the Tandem engine (not built yet).
