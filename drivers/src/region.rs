@@ -28,10 +28,12 @@ pub struct OutOfBounds {
     pub size: u64,
 }
 
+/// What keeps the memory alive; held for its `Drop`, read only to tell the kinds apart.
+#[allow(dead_code)]
 enum Backing {
     File(memmap2::MmapMut),
     Anon(memmap2::MmapMut),
-    External(#[allow(dead_code)] Box<dyn Send + Sync>),
+    External(Box<dyn Send + Sync>),
 }
 
 /// A bounds-checked shared byte region. See the module docs.

@@ -286,7 +286,8 @@ macro_rules! counters {
         }
 
         reg_block! {
-            /// Event counters.
+            /// Event counters (register constants named like the [`Counter`] variants).
+            #[allow(non_upper_case_globals)]
             pub mod counters ("Counters", type_id = 0x5444_0007, version = 1, base = 0x600, doc = "Event counters, 32-bit, wrapping; cleared by CONTROL.CLEAR_COUNTERS.") {
                 $( $variant @ 0x0C + 4 * $idx, Ro => $doc; )*
             }
