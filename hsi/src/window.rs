@@ -50,7 +50,7 @@ crate::layout! {
         PAGE_OFFSET @ 40, 8 => "start of the pages, 4 KiB aligned";
         PAGE_SIZE @ 48, 4 => "page size in bytes (4096 to MAX_PAYLOAD, a power of two)";
         PAGE_COUNT @ 52, 4 => "number of pages";
-        RESERVED2 @ 56, 4 => "reserved, 0";
+        LOG_ID @ 56, 4 => "random id chosen when the window was formatted; markers and records carry it, so records of an earlier log are never replayed";
         CRC @ 60, 4 => "CRC32C of bytes 0..60";
     }
 }
@@ -59,7 +59,7 @@ crate::layout! {
     /// Consistency-point marker fields (two slots; the valid one with the highest generation wins).
     pub mod marker ("Consistency-point marker (slots at 0x1000 and 0x1040)", size = 64) {
         MAGIC @ 0, 4 => "0x4D504354, the ASCII bytes `TCPM`";
-        RESERVED @ 4, 4 => "reserved, 0";
+        LOG_ID @ 4, 4 => "the window header's LOG_ID";
         GENERATION @ 8, 8 => "incremented by each consistency point; slot = GENERATION mod 2";
         CP_LSN @ 16, 8 => "every record with LSN <= CP_LSN is in the backing store";
         NEXT_RECORD @ 24, 8 => "log-region offset (from LOG_OFFSET) where the record CP_LSN + 1 starts";
@@ -83,7 +83,7 @@ crate::layout! {
         TARGET_OFFSET @ 24, 8 => "byte offset in the service's backing store";
         TARGET_LEN @ 32, 8 => "trim: bytes affected; write: equals PAYLOAD_LEN";
         CRC @ 40, 4 => "CRC32C of the header (this field 0) and the payload";
-        RESERVED @ 44, 4 => "reserved, 0";
+        LOG_ID @ 44, 4 => "the window header's LOG_ID";
     }
 }
 
@@ -138,6 +138,8 @@ pub struct Geometry {
     pub page_size: u32,
     /// Page count.
     pub page_count: u32,
+    /// Random id of this formatting of the window.
+    pub log_id: u32,
 }
 
 /// A geometry that cannot work.
@@ -157,7 +159,7 @@ const fn align_up(v: u64, a: u64) -> u64 {
 
 impl Geometry {
     /// Lays out a window: log first, then the page table, then pages.
-    pub fn new(log_size: u64, page_size: u32, page_count: u32) -> Result<Self, GeometryError> {
+    pub fn new(log_size: u64, page_size: u32, page_count: u32, log_id: u32) -> Result<Self, GeometryError> {
         if log_size % RECORD_ALIGN != 0 || log_size < (record::SIZE as u64 + MAX_PAYLOAD as u64) * 2 {
             return Err(GeometryError::Invalid(format!(
                 "log size {log_size} must be a multiple of {RECORD_ALIGN} and at least {} (two largest records)",
@@ -170,7 +172,7 @@ impl Geometry {
         let page_table_offset = LOG_OFFSET + log_size;
         let page_offset = align_up(page_table_offset + page_count as u64 * page_entry::SIZE as u64, PAGE_ALIGN);
         let window_size = page_offset + page_count as u64 * page_size as u64;
-        Ok(Geometry { window_size, log_size, page_table_offset, page_offset, page_size, page_count })
+        Ok(Geometry { window_size, log_size, page_table_offset, page_offset, page_size, page_count, log_id })
     }
 
     /// Offset of page table entry `slot`.
@@ -195,6 +197,7 @@ impl Geometry {
         header::PAGE_OFFSET.put(&mut b, self.page_offset);
         header::PAGE_SIZE.put(&mut b, self.page_size.into());
         header::PAGE_COUNT.put(&mut b, self.page_count.into());
+        header::LOG_ID.put(&mut b, self.log_id.into());
         let crc = crc32c::crc32c(&b[..header::CRC.offset]);
         header::CRC.put(&mut b, crc.into());
         b
@@ -217,7 +220,12 @@ impl Geometry {
         if header::LOG_OFFSET.get(b) != LOG_OFFSET {
             return Err(GeometryError::BadHeader("unexpected log offset"));
         }
-        let g = Geometry::new(header::LOG_SIZE.get(b), header::PAGE_SIZE.get(b) as u32, header::PAGE_COUNT.get(b) as u32)?;
+        let g = Geometry::new(
+            header::LOG_SIZE.get(b),
+            header::PAGE_SIZE.get(b) as u32,
+            header::PAGE_COUNT.get(b) as u32,
+            header::LOG_ID.get(b) as u32,
+        )?;
         if g.window_size != header::WINDOW_SIZE.get(b)
             || g.page_offset != header::PAGE_OFFSET.get(b)
             || g.page_table_offset != header::PAGE_TABLE_OFFSET.get(b)
@@ -231,6 +239,8 @@ impl Geometry {
 /// A consistency-point marker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Marker {
+    /// The log this marker belongs to.
+    pub log_id: u32,
     /// Generation (slot = generation % 2).
     pub generation: u64,
     /// Applied up to this LSN.
@@ -249,6 +259,7 @@ impl Marker {
     pub fn encode(&self) -> [u8; marker::SIZE] {
         let mut b = [0u8; marker::SIZE];
         marker::MAGIC.put(&mut b, MARKER_MAGIC.into());
+        marker::LOG_ID.put(&mut b, self.log_id.into());
         marker::GENERATION.put(&mut b, self.generation);
         marker::CP_LSN.put(&mut b, self.cp_lsn);
         marker::NEXT_RECORD.put(&mut b, self.next_record);
@@ -265,13 +276,19 @@ impl Marker {
         {
             return None;
         }
-        Some(Marker { generation: marker::GENERATION.get(b), cp_lsn: marker::CP_LSN.get(b), next_record: marker::NEXT_RECORD.get(b) })
+        Some(Marker {
+            log_id: marker::LOG_ID.get(b) as u32,
+            generation: marker::GENERATION.get(b),
+            cp_lsn: marker::CP_LSN.get(b),
+            next_record: marker::NEXT_RECORD.get(b),
+        })
     }
 
-    /// The newest valid marker of the two slots, or the initial marker (nothing applied,
-    /// log starts at 0) when neither is valid.
-    pub fn newest(slot0: &[u8], slot1: &[u8]) -> Marker {
-        match (Marker::decode(slot0), Marker::decode(slot1)) {
+    /// The newest valid marker of log `log_id` in the two slots, or the initial marker
+    /// (nothing applied, log starts at 0) when neither slot holds one.
+    pub fn newest(log_id: u32, slot0: &[u8], slot1: &[u8]) -> Marker {
+        let of_log = |m: Option<Marker>| m.filter(|m| m.log_id == log_id);
+        match (of_log(Marker::decode(slot0)), of_log(Marker::decode(slot1))) {
             (Some(a), Some(b)) => {
                 if a.generation >= b.generation {
                     a
@@ -280,7 +297,7 @@ impl Marker {
                 }
             }
             (Some(a), None) | (None, Some(a)) => a,
-            (None, None) => Marker::default(),
+            (None, None) => Marker { log_id, ..Marker::default() },
         }
     }
 }
@@ -300,6 +317,8 @@ pub struct RecordHeader {
     pub target_offset: u64,
     /// Target length.
     pub target_len: u64,
+    /// The log this record belongs to.
+    pub log_id: u32,
 }
 
 impl RecordHeader {
@@ -318,6 +337,7 @@ impl RecordHeader {
         record::LSN.put(&mut b, self.lsn);
         record::TARGET_OFFSET.put(&mut b, self.target_offset);
         record::TARGET_LEN.put(&mut b, self.target_len);
+        record::LOG_ID.put(&mut b, self.log_id.into());
         let crc = crc32c::crc32c_append(crc32c::crc32c(&b), payload);
         record::CRC.put(&mut b, crc.into());
         b
@@ -325,11 +345,7 @@ impl RecordHeader {
 
     /// Decodes a header without checking the CRC (the payload is needed for that).
     pub fn decode(b: &[u8]) -> Option<Self> {
-        if b.len() < record::SIZE
-            || record::MAGIC.get(b) != RECORD_MAGIC as u64
-            || record::FLAGS.get(b) != 0
-            || record::RESERVED.get(b) != 0
-        {
+        if b.len() < record::SIZE || record::MAGIC.get(b) != RECORD_MAGIC as u64 || record::FLAGS.get(b) != 0 {
             return None;
         }
         Some(RecordHeader {
@@ -339,6 +355,7 @@ impl RecordHeader {
             lsn: record::LSN.get(b),
             target_offset: record::TARGET_OFFSET.get(b),
             target_len: record::TARGET_LEN.get(b),
+            log_id: record::LOG_ID.get(b) as u32,
         })
     }
 
@@ -404,7 +421,7 @@ mod tests {
 
     #[test]
     fn geometry_round_trips_and_validates() {
-        let g = Geometry::new(1 << 20, 4096, 64).unwrap();
+        let g = Geometry::new(1 << 20, 4096, 64, 0xabcd).unwrap();
         assert_eq!(g.page_table_offset, LOG_OFFSET + (1 << 20));
         assert_eq!(g.page_offset % PAGE_ALIGN, 0);
         assert_eq!(g.window_size, g.page_offset + 64 * 4096);
@@ -412,26 +429,29 @@ mod tests {
         let mut bad = g.encode_header();
         bad[9] ^= 1;
         assert!(Geometry::decode_header(&bad).is_err());
-        assert!(Geometry::new(1000, 4096, 1).is_err());
-        assert!(Geometry::new(1 << 20, 3000, 1).is_err());
+        assert!(Geometry::new(1000, 4096, 1, 1).is_err());
+        assert!(Geometry::new(1 << 20, 3000, 1, 1).is_err());
     }
 
     #[test]
     fn newest_marker_wins_and_torn_slot_is_ignored() {
-        let a = Marker { generation: 4, cp_lsn: 10, next_record: 800 };
-        let b = Marker { generation: 5, cp_lsn: 12, next_record: 960 };
-        assert_eq!(Marker::newest(&a.encode(), &b.encode()), b);
+        let a = Marker { log_id: 9, generation: 4, cp_lsn: 10, next_record: 800 };
+        let b = Marker { log_id: 9, generation: 5, cp_lsn: 12, next_record: 960 };
+        assert_eq!(Marker::newest(9, &a.encode(), &b.encode()), b);
         let mut torn = b.encode();
         torn[20] ^= 0xff;
-        assert_eq!(Marker::newest(&a.encode(), &torn), a);
-        assert_eq!(Marker::newest(&[0; 64], &[0; 64]), Marker::default());
+        assert_eq!(Marker::newest(9, &a.encode(), &torn), a);
+        assert_eq!(Marker::newest(9, &[0; 64], &[0; 64]), Marker { log_id: 9, ..Marker::default() });
+        let other_log = Marker { log_id: 8, generation: 7, cp_lsn: 99, next_record: 0 };
+        assert_eq!(Marker::newest(9, &a.encode(), &other_log.encode()), a);
         assert_eq!(a.slot_offset(), MARKER_OFFSETS[0]);
         assert_eq!(b.slot_offset(), MARKER_OFFSETS[1]);
     }
 
     #[test]
     fn record_crc_covers_payload() {
-        let h = RecordHeader { op: RecordOp::Write, service_tag: 3, payload_len: 5, lsn: 1, target_offset: 4096, target_len: 5 };
+        let h =
+            RecordHeader { op: RecordOp::Write, service_tag: 3, payload_len: 5, lsn: 1, target_offset: 4096, target_len: 5, log_id: 77 };
         let b = h.encode(b"hello");
         assert_eq!(RecordHeader::decode(&b), Some(h));
         assert!(RecordHeader::crc_ok(&b, b"hello"));
