@@ -157,3 +157,16 @@ pub trait Engine: Send + Sync {
         self.ring_doorbell()
     }
 }
+
+/// Checks an entry before it is sent, as every backend must: returns the payload's
+/// offset in the host region, or the error status its completion carries.
+pub fn check_entry(entry: &SubmissionEntry, host: &MemRegion, max_payload: u32) -> Result<u64, tandem_hsi::CompletionStatus> {
+    use tandem_hsi::{CompletionStatus, Opcode};
+    if entry.length > max_payload {
+        return Err(CompletionStatus::TooLong);
+    }
+    if entry.opcode == Opcode::Barrier {
+        return if entry.length == 0 { Ok(0) } else { Err(CompletionStatus::BadOpcode) };
+    }
+    host.dma_to_offset(entry.host_addr, entry.length.into()).map_err(|_| CompletionStatus::HostBounds)
+}

@@ -12,6 +12,7 @@
 pub mod api;
 pub mod conformance;
 pub mod faultshim;
+pub mod mem;
 pub mod region;
 pub mod soft;
 
