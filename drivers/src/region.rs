@@ -51,7 +51,11 @@ impl std::fmt::Debug for MemRegion {
             Backing::Anon(_) => "anonymous",
             Backing::External(_) => "external",
         };
-        f.debug_struct("MemRegion").field("len", &self.len).field("dma_base", &format_args!("{:#x}", self.dma_base)).field("backing", &kind).finish()
+        f.debug_struct("MemRegion")
+            .field("len", &self.len)
+            .field("dma_base", &format_args!("{:#x}", self.dma_base))
+            .field("backing", &kind)
+            .finish()
     }
 }
 
