@@ -1,1 +1,14 @@
+//! Tandem host runtime.
+//!
+//! - [`mirror`]: ticketed submission over an engine backend; the one place entries are
+//!   posted and completions awaited.
+//! - [`log`]: the mirrored write-ahead log, consistency points and local recovery.
+//! - [`pages`]: the tagged page pool.
+//! - [`scan`]: reading a log out of a region and replaying it exactly once.
+//! - [`store`]: the backing store image.
 
+pub mod log;
+pub mod mirror;
+pub mod pages;
+pub mod scan;
+pub mod store;

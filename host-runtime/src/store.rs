@@ -1,0 +1,232 @@
+//! The backing store: the disk image consistency points write changes back to.
+//!
+//! A store is a file: a 4 KiB superblock, then the data area that services address from
+//! offset 0. The superblock has two slots (alternating by generation, each with a CRC) that
+//! record "log `LOG_ID` is applied up to LSN N". Consistency points and replay write the
+//! data, sync it, then record the new LSN and sync again; replay starts after the larger
+//! of the mirror window's marker and this record, so an entry whose application was
+//! recorded is never applied again.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use tandem_hsi::window::{RecordHeader, RecordOp};
+
+/// Bytes before the data area.
+pub const SUPERBLOCK_SIZE: u64 = 4096;
+const SLOT_SIZE: usize = 64;
+const MAGIC: u32 = u32::from_le_bytes(*b"TBSB");
+
+/// Store errors.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// I/O on the image failed.
+    #[error("backing store {path}: {op}: {source}")]
+    Io {
+        /// Image path.
+        path: PathBuf,
+        /// Operation.
+        op: &'static str,
+        /// Error.
+        #[source]
+        source: io::Error,
+    },
+    /// Access beyond the data area.
+    #[error("backing store access [{offset:#x}, +{len:#x}) is beyond its {size:#x}-byte data area")]
+    OutOfRange {
+        /// Offset.
+        offset: u64,
+        /// Length.
+        len: u64,
+        /// Data size.
+        size: u64,
+    },
+}
+
+/// Something a change can be applied to. [`BackingStore`] is the file implementation;
+/// tests wrap it to inject failures.
+pub trait Store: Send {
+    /// Writes data at an offset of the data area.
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), StoreError>;
+    /// Zeroes a range of the data area.
+    fn trim(&mut self, offset: u64, len: u64) -> Result<(), StoreError>;
+    /// Makes written data durable.
+    fn sync(&mut self) -> Result<(), StoreError>;
+    /// The LSN up to which log `log_id` is applied (0 if none recorded for that log).
+    fn applied_lsn(&self, log_id: u32) -> u64;
+    /// Records that log `log_id` is applied up to `lsn`, durably.
+    fn set_applied(&mut self, log_id: u32, lsn: u64) -> Result<(), StoreError>;
+    /// Applies one log record (the only way records reach a store).
+    fn apply(&mut self, record: &RecordHeader, payload: &[u8]) -> Result<(), StoreError> {
+        match record.op {
+            RecordOp::Write => self.write_at(record.target_offset, payload),
+            RecordOp::Trim => self.trim(record.target_offset, record.target_len),
+            RecordOp::Wrap => Ok(()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Applied {
+    generation: u64,
+    log_id: u32,
+    lsn: u64,
+}
+
+impl Applied {
+    fn encode(&self) -> [u8; SLOT_SIZE] {
+        let mut b = [0u8; SLOT_SIZE];
+        b[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+        b[4..8].copy_from_slice(&self.log_id.to_le_bytes());
+        b[8..16].copy_from_slice(&self.generation.to_le_bytes());
+        b[16..24].copy_from_slice(&self.lsn.to_le_bytes());
+        let crc = crc32c::crc32c(&b[..60]);
+        b[60..64].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    fn decode(b: &[u8]) -> Option<Self> {
+        let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"));
+        let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
+        if b.len() < SLOT_SIZE || u32_at(0) != MAGIC || u32_at(60) != crc32c::crc32c(&b[..60]) {
+            return None;
+        }
+        Some(Applied { log_id: u32_at(4), generation: u64_at(8), lsn: u64_at(16) })
+    }
+}
+
+/// A file-backed store. See the module docs.
+#[derive(Debug)]
+pub struct BackingStore {
+    file: File,
+    path: PathBuf,
+    size: u64,
+    applied: Applied,
+}
+
+impl BackingStore {
+    /// Opens (creating if needed) an image with a data area of `size` bytes.
+    pub fn open(path: &Path, size: u64) -> Result<Self, StoreError> {
+        let io = |op| move |source| StoreError::Io { path: path.to_path_buf(), op, source };
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(io("open"))?;
+        let want = SUPERBLOCK_SIZE + size;
+        if file.metadata().map_err(io("stat"))?.len() < want {
+            file.set_len(want).map_err(io("extend"))?;
+        }
+        let mut sb = [0u8; 2 * SLOT_SIZE];
+        file.read_exact_at(&mut sb, 0).map_err(io("read superblock"))?;
+        let slots = [Applied::decode(&sb[..SLOT_SIZE]), Applied::decode(&sb[SLOT_SIZE..])];
+        let applied = slots.into_iter().flatten().max_by_key(|a| a.generation).unwrap_or_default();
+        Ok(BackingStore { file, path: path.to_path_buf(), size, applied })
+    }
+
+    /// Size of the data area.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Path of the image.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn check(&self, offset: u64, len: u64) -> Result<(), StoreError> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.size => Ok(()),
+            _ => Err(StoreError::OutOfRange { offset, len, size: self.size }),
+        }
+    }
+
+    fn io_err(&self, op: &'static str) -> impl FnOnce(io::Error) -> StoreError + '_ {
+        move |source| StoreError::Io { path: self.path.clone(), op, source }
+    }
+
+    /// Reads from the data area.
+    pub fn read_at(&self, offset: u64, out: &mut [u8]) -> Result<(), StoreError> {
+        self.check(offset, out.len() as u64)?;
+        self.file.read_exact_at(out, SUPERBLOCK_SIZE + offset).map_err(self.io_err("read"))
+    }
+}
+
+impl Store for BackingStore {
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), StoreError> {
+        self.check(offset, data.len() as u64)?;
+        self.file.write_all_at(data, SUPERBLOCK_SIZE + offset).map_err(self.io_err("write"))
+    }
+
+    fn trim(&mut self, offset: u64, len: u64) -> Result<(), StoreError> {
+        self.check(offset, len)?;
+        let zeros = vec![0u8; len.min(1 << 20) as usize];
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(zeros.len() as u64);
+            self.file.write_all_at(&zeros[..n as usize], SUPERBLOCK_SIZE + offset + done).map_err(self.io_err("trim"))?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        self.file.sync_data().map_err(self.io_err("sync"))
+    }
+
+    fn applied_lsn(&self, log_id: u32) -> u64 {
+        if self.applied.log_id == log_id {
+            self.applied.lsn
+        } else {
+            0
+        }
+    }
+
+    fn set_applied(&mut self, log_id: u32, lsn: u64) -> Result<(), StoreError> {
+        let next = Applied { generation: self.applied.generation + 1, log_id, lsn };
+        let slot = (next.generation % 2) * SLOT_SIZE as u64;
+        self.file.write_all_at(&next.encode(), slot).map_err(self.io_err("write superblock"))?;
+        self.file.sync_data().map_err(self.io_err("sync superblock"))?;
+        self.applied = next;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn applied_lsn_persists_per_log_and_bounds_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("img");
+        {
+            let mut s = BackingStore::open(&p, 1 << 16).unwrap();
+            assert_eq!(s.applied_lsn(5), 0);
+            s.write_at(100, b"data").unwrap();
+            s.set_applied(5, 10).unwrap();
+            s.set_applied(5, 12).unwrap();
+            assert!(matches!(s.write_at((1 << 16) - 2, b"xyz"), Err(StoreError::OutOfRange { .. })));
+            assert!(s.write_at(u64::MAX, b"x").is_err());
+        }
+        let s = BackingStore::open(&p, 1 << 16).unwrap();
+        assert_eq!(s.applied_lsn(5), 12);
+        assert_eq!(s.applied_lsn(6), 0);
+        let mut b = [0u8; 4];
+        s.read_at(100, &mut b).unwrap();
+        assert_eq!(&b, b"data");
+    }
+
+    #[test]
+    fn torn_newest_slot_falls_back_to_older() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("img");
+        {
+            let mut s = BackingStore::open(&p, 4096).unwrap();
+            s.set_applied(1, 3).unwrap(); // generation 1 -> slot 1
+            s.set_applied(1, 4).unwrap(); // generation 2 -> slot 0
+        }
+        let f = OpenOptions::new().write(true).open(&p).unwrap();
+        f.write_all_at(&[0xff; 8], 16).unwrap(); // tear slot 0
+        let s = BackingStore::open(&p, 4096).unwrap();
+        assert_eq!(s.applied_lsn(1), 3);
+    }
+}
