@@ -7,8 +7,15 @@
 //! - [`scan`]: reading a log out of a region and replaying it exactly once.
 //! - [`store`]: the backing store image.
 
+pub mod bench;
+pub mod config;
+pub mod control;
+pub mod demo;
+pub mod engines;
 pub mod log;
 pub mod mirror;
+pub mod node;
 pub mod pages;
 pub mod scan;
 pub mod store;
+pub mod workload;

@@ -249,80 +249,117 @@ impl MirroredLog {
     /// Writes a record locally and submits it to the mirror without waiting (pipelining).
     /// The change is acknowledged only once [`MirroredLog::wait`] returns `Ok`.
     pub fn submit(&self, service_tag: u32, change: Change, payload: &[u8]) -> Result<Appended, LogError> {
-        let (op, target_offset, target_len) = match change {
-            Change::Write { offset } => (RecordOp::Write, offset, payload.len() as u64),
-            Change::Trim { offset, len } => {
-                if !payload.is_empty() {
-                    return Err(LogError::Invalid("a trim carries no payload"));
+        let mut v = self.submit_many(&[(service_tag, change, payload)])?;
+        Ok(v.pop().expect("one record submitted"))
+    }
+
+    /// Writes several records locally and submits them with one doorbell (batched sends).
+    /// Each is acknowledged only once [`MirroredLog::wait`] returns `Ok` for it.
+    pub fn submit_many(&self, records: &[(u32, Change, &[u8])]) -> Result<Vec<Appended>, LogError> {
+        let mut headers = Vec::with_capacity(records.len());
+        for &(service_tag, change, payload) in records {
+            let (op, target_offset, target_len) = match change {
+                Change::Write { offset } => (RecordOp::Write, offset, payload.len() as u64),
+                Change::Trim { offset, len } => {
+                    if !payload.is_empty() {
+                        return Err(LogError::Invalid("a trim carries no payload"));
+                    }
+                    (RecordOp::Trim, offset, len)
                 }
-                (RecordOp::Trim, offset, len)
+            };
+            if payload.len() as u64 > self.max_record_payload() {
+                return Err(LogError::TooLarge { len: payload.len() as u64, max: self.max_record_payload() });
             }
-        };
-        if payload.len() as u64 > self.max_record_payload() {
-            return Err(LogError::TooLarge { len: payload.len() as u64, max: self.max_record_payload() });
+            headers.push(RecordHeader {
+                op,
+                service_tag,
+                payload_len: payload.len() as u32,
+                lsn: 0,
+                target_offset,
+                target_len,
+                log_id: self.geo.log_id,
+            });
         }
         let log_size = self.geo.log_size;
-        let mut h =
-            RecordHeader { op, service_tag, payload_len: payload.len() as u32, lsn: 0, target_offset, target_len, log_id: self.geo.log_id };
-        let fp = h.footprint();
-        let deadline = Instant::now() + self.mirror.ack_timeout;
+        let deadline = Instant::now() + self.mirror.ack_timeout();
         let mut st = self.lock();
-        // Room: the record itself, plus the bytes skipped at the end when it must wrap.
-        let (waste, needed) = loop {
-            let waste = if st.head + fp > log_size { log_size - st.head } else { 0 };
-            let needed = waste + fp;
-            // One alignment unit stays free so a full ring never looks empty.
-            if st.used + needed + window::RECORD_ALIGN <= log_size {
-                break (waste, needed);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(LogError::Full { needed, free: log_size - st.used, waited: self.mirror.ack_timeout });
-            }
-            st = self.space.wait_timeout(st, left).unwrap_or_else(|e| e.into_inner()).0;
-        };
-        h.lsn = st.next_lsn;
+        let (start_head, start_used) = (st.head, st.used);
         let r = region(&self.mirror);
-        let mut spans = Vec::with_capacity(2);
-        let start_head = st.head;
-        if waste > 0 {
-            if waste >= HDR {
-                let wrap = RecordHeader {
-                    op: RecordOp::Wrap,
-                    service_tag: 0,
-                    payload_len: 0,
-                    lsn: h.lsn,
-                    target_offset: 0,
-                    target_len: 0,
-                    log_id: self.geo.log_id,
-                };
-                let at = LOG_OFFSET + st.head;
-                r.write(at, &wrap.encode(&[])).expect("log region lies inside the checked window");
-                spans.push(Span { opcode: Opcode::Log, service_tag, offset: at, len: HDR });
+        let mut spans = Vec::with_capacity(records.len() * 2);
+        let mut placed = Vec::with_capacity(records.len());
+        for (h, &(service_tag, _, payload)) in headers.iter_mut().zip(records) {
+            let fp = h.footprint();
+            // Room: the record itself, plus the bytes skipped at the end when it must wrap.
+            let (waste, needed) = loop {
+                let waste = if st.head + fp > log_size { log_size - st.head } else { 0 };
+                let needed = waste + fp;
+                // One alignment unit stays free so a full ring never looks empty.
+                if st.used + needed + window::RECORD_ALIGN <= log_size {
+                    break (waste, needed);
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() || !placed.is_empty() {
+                    // A batch never waits halfway: what it placed is undone below.
+                    st.head = start_head;
+                    st.used = start_used;
+                    return Err(LogError::Full { needed, free: log_size - st.used, waited: self.mirror.ack_timeout() });
+                }
+                st = self.space.wait_timeout(st, left).unwrap_or_else(|e| e.into_inner()).0;
+            };
+            h.lsn = st.next_lsn + placed.len() as u64;
+            if waste > 0 {
+                if waste >= HDR {
+                    let wrap = RecordHeader {
+                        op: RecordOp::Wrap,
+                        service_tag: 0,
+                        payload_len: 0,
+                        lsn: h.lsn,
+                        target_offset: 0,
+                        target_len: 0,
+                        log_id: self.geo.log_id,
+                    };
+                    let at = LOG_OFFSET + st.head;
+                    r.write(at, &wrap.encode(&[])).expect("log region lies inside the checked window");
+                    spans.push(Span { opcode: Opcode::Log, service_tag, offset: at, len: HDR });
+                }
+                st.head = 0;
             }
-            st.head = 0;
+            let pos = st.head;
+            let at = LOG_OFFSET + pos;
+            r.write(at, &h.encode(payload)).expect("log region lies inside the checked window");
+            r.write(at + HDR, payload).expect("log region lies inside the checked window");
+            spans.push(Span { opcode: Opcode::Log, service_tag, offset: at, len: HDR + payload.len() as u64 });
+            st.head = if pos + fp == log_size { 0 } else { pos + fp };
+            st.used += needed;
+            placed.push((h.lsn, pos, needed, pos + fp, spans.len()));
         }
-        let at = LOG_OFFSET + st.head;
-        r.write(at, &h.encode(payload)).expect("log region lies inside the checked window");
-        r.write(at + HDR, payload).expect("log region lies inside the checked window");
-        spans.push(Span { opcode: Opcode::Log, service_tag, offset: at, len: HDR + payload.len() as u64 });
         let tickets = match self.mirror.submit(&spans) {
             Ok(t) => t,
             Err(e) => {
-                // Nothing was consumed: the next record reuses this LSN and position.
+                // Nothing was consumed: the next records reuse these LSNs and positions.
                 st.head = start_head;
+                st.used = start_used;
                 return Err(e.into());
             }
         };
-        let pos = st.head;
-        st.head += fp;
-        if st.head == log_size {
-            st.head = 0;
+        // Map each record to its tickets: entries were numbered in span order.
+        let mut out = Vec::with_capacity(placed.len());
+        let mut first = tickets.first;
+        let mut span_tickets = Vec::with_capacity(spans.len());
+        for s in &spans {
+            let n = (s.len.max(1)).div_ceil(self.mirror.max_payload());
+            span_tickets.push((first, first + n - 1));
+            first += n;
         }
-        st.used += needed;
-        st.next_lsn += 1;
-        st.pending.push_back(Pending { lsn: h.lsn, pos, bytes: needed, end: pos + fp, last_ticket: tickets.last });
-        Ok(Appended { lsn: h.lsn, tickets })
+        let mut prev_span = 0;
+        for (lsn, pos, bytes, end, span_end) in placed {
+            let t = Tickets { first: span_tickets[prev_span].0, last: span_tickets[span_end - 1].1 };
+            prev_span = span_end;
+            st.pending.push_back(Pending { lsn, pos, bytes, end, last_ticket: t.last });
+            out.push(Appended { lsn, tickets: t });
+        }
+        st.next_lsn += out.len() as u64;
+        Ok(out)
     }
 
     /// Statistics.

@@ -83,8 +83,7 @@ pub struct Mirror {
     poller: Mutex<()>,
     post: Mutex<()>,
     max_payload: u64,
-    /// How long a waiter waits for the partner before giving up.
-    pub ack_timeout: Duration,
+    ack_timeout_ns: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Mirror {
@@ -104,8 +103,23 @@ impl Mirror {
             poller: Mutex::new(()),
             post: Mutex::new(()),
             max_payload,
-            ack_timeout,
+            ack_timeout_ns: std::sync::atomic::AtomicU64::new(ack_timeout.as_nanos() as u64),
         }
+    }
+
+    /// How long a waiter waits for the partner before giving up.
+    pub fn ack_timeout(&self) -> Duration {
+        Duration::from_nanos(self.ack_timeout_ns.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Changes the acknowledgement timeout.
+    pub fn set_ack_timeout(&self, d: Duration) {
+        self.ack_timeout_ns.store(d.as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Largest payload of one entry; longer spans are split.
+    pub fn max_payload(&self) -> u64 {
+        self.max_payload
     }
 
     /// The engine.
@@ -144,7 +158,7 @@ impl Mirror {
                 }
             }
         }
-        let deadline = Instant::now() + self.ack_timeout;
+        let deadline = Instant::now() + self.ack_timeout();
         let mut posted = 0;
         let res = loop {
             match self.engine.post(&entries[posted..]) {
@@ -160,7 +174,7 @@ impl Mirror {
             // Ring full: take completions to make room.
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                break Err(MirrorError::Timeout(self.ack_timeout));
+                break Err(MirrorError::Timeout(self.ack_timeout()));
             }
             if let Err(e) = self.poll_once(left) {
                 break Err(e);
@@ -211,7 +225,7 @@ impl Mirror {
     /// `tickets` failed (reporting the first).
     pub fn wait(&self, tickets: Tickets) -> Result<(), MirrorError> {
         let Tickets { first, last: ticket } = tickets;
-        let deadline = Instant::now() + self.ack_timeout;
+        let deadline = Instant::now() + self.ack_timeout();
         let mut buf = Vec::with_capacity(64);
         loop {
             {
@@ -227,7 +241,7 @@ impl Mirror {
                 }
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
-                    return Err(MirrorError::Timeout(self.ack_timeout));
+                    return Err(MirrorError::Timeout(self.ack_timeout()));
                 }
                 if self.poller.try_lock().is_err() {
                     // Another thread is polling; it notifies when completions arrive.
@@ -244,12 +258,12 @@ impl Mirror {
 
     /// Waits until every ticket up to `ticket` completed, whatever their status.
     pub fn wait_completed(&self, ticket: u64) -> Result<(), MirrorError> {
-        let deadline = Instant::now() + self.ack_timeout;
+        let deadline = Instant::now() + self.ack_timeout();
         let mut buf = Vec::new();
         while self.completed() < ticket {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(MirrorError::Timeout(self.ack_timeout));
+                return Err(MirrorError::Timeout(self.ack_timeout()));
             }
             match self.poller.try_lock() {
                 Ok(p) => self.poll_locked(&p, &mut buf, left)?,

@@ -54,7 +54,12 @@ fn op() -> impl Strategy<Value = Op> {
 fn crash() -> impl Strategy<Value = Crash> {
     prop_oneof![
         Just(Crash::Clean),
-        (0..BLOCKS, write_len(), any::<u8>(), 0u64..3).prop_map(|(block, len, fill, delivered)| Crash::MidAppend { block, len, fill, delivered }),
+        (0..BLOCKS, write_len(), any::<u8>(), 0u64..3).prop_map(|(block, len, fill, delivered)| Crash::MidAppend {
+            block,
+            len,
+            fill,
+            delivered
+        }),
         (0u64..8).prop_map(|writes| Crash::MidCheckpoint { writes }),
         Just(Crash::BeforeMarker),
     ]

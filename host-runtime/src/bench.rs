@@ -1,0 +1,274 @@
+//! `tandem bench`: mirrored appends through the soft engine against raw TCP on loopback,
+//! measured in one run so the ratios compare like with like on a shared machine.
+//!
+//! Baselines, same sizes, same process, loopback:
+//! - raw ping-pong: the client writes S bytes, the server reads them and answers with a
+//!   36-byte reply (the size of an ACK frame); the client waits for the reply.
+//! - raw stream: the client writes S-byte messages back to back; the server reads them.
+//!
+//! Mirrored: a two-engine pair in this process; `MirroredLog::append` (record header,
+//! CRC, local copy, frame, partner's CRC check and window write, ACK) for latency, and
+//! `submit_many` in batches with a bounded number of records in flight for throughput.
+
+use crate::log::{Change, MirroredLog};
+use crate::mirror::Mirror;
+use crate::store::{Store, StoreError};
+use hdrhistogram::Histogram;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tandem_drivers::soft::{SoftConfig, SoftEngine};
+use tandem_drivers::{Engine, MemRegion};
+
+const SIZES: [usize; 3] = [64, 4096, 65536];
+const ACK_LEN: usize = 36;
+
+/// A store that keeps nothing: the benchmark measures mirroring, not the disk.
+#[derive(Debug, Default)]
+struct NullStore(u64);
+
+impl Store for NullStore {
+    fn write_at(&mut self, _: u64, _: &[u8]) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn trim(&mut self, _: u64, _: u64) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn sync(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn applied_lsn(&self, _: u32) -> u64 {
+        self.0
+    }
+    fn set_applied(&mut self, _: u32, lsn: u64) -> Result<(), StoreError> {
+        self.0 = lsn;
+        Ok(())
+    }
+}
+
+/// Latency percentiles in µs.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Lat {
+    /// Median.
+    pub p50: f64,
+    /// 99th.
+    pub p99: f64,
+    /// 99.9th.
+    pub p999: f64,
+}
+
+fn lat(h: &Histogram<u64>) -> Lat {
+    let us = |q| h.value_at_quantile(q) as f64 / 1000.0;
+    Lat { p50: us(0.5), p99: us(0.99), p999: us(0.999) }
+}
+
+fn hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(100, 10_000_000_000, 3).expect("valid histogram bounds")
+}
+
+fn raw_pair() -> anyhow::Result<(TcpStream, std::thread::JoinHandle<()>, TcpStream)> {
+    let l = TcpListener::bind("127.0.0.1:0")?;
+    let addr = l.local_addr()?;
+    let client = TcpStream::connect(addr)?;
+    client.set_nodelay(true)?;
+    let (server, _) = l.accept()?;
+    server.set_nodelay(true)?;
+    Ok((client, std::thread::spawn(|| ()), server))
+}
+
+fn raw_ping_pong(size: usize, iters: usize) -> anyhow::Result<Lat> {
+    let (mut c, _, mut s) = raw_pair()?;
+    let server = std::thread::spawn(move || -> std::io::Result<()> {
+        let mut buf = vec![0u8; size];
+        let reply = [0u8; ACK_LEN];
+        loop {
+            if s.read_exact(&mut buf).is_err() {
+                return Ok(());
+            }
+            s.write_all(&reply)?;
+        }
+    });
+    let msg = vec![0x5Au8; size];
+    let mut reply = [0u8; ACK_LEN];
+    let mut h = hist();
+    for i in 0..iters + iters / 10 {
+        let t = Instant::now();
+        c.write_all(&msg)?;
+        c.read_exact(&mut reply)?;
+        if i >= iters / 10 {
+            h.record(t.elapsed().as_nanos() as u64)?;
+        }
+    }
+    drop(c);
+    let _ = server.join();
+    Ok(lat(&h))
+}
+
+fn raw_stream(size: usize, total: u64) -> anyhow::Result<f64> {
+    let (mut c, _, mut s) = raw_pair()?;
+    let server = std::thread::spawn(move || -> u64 {
+        let mut buf = vec![0u8; size.max(65536)];
+        let mut got = 0u64;
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            got += n as u64;
+        }
+        got
+    });
+    let msg = vec![0x5Au8; size];
+    let t = Instant::now();
+    let mut sent = 0u64;
+    while sent < total {
+        c.write_all(&msg)?;
+        sent += size as u64;
+    }
+    c.shutdown(std::net::Shutdown::Write)?;
+    let got = server.join().map_err(|_| anyhow::anyhow!("stream reader panicked"))?;
+    anyhow::ensure!(got == sent, "raw stream lost bytes: sent {sent}, got {got}");
+    Ok(sent as f64 / t.elapsed().as_secs_f64())
+}
+
+struct MirroredPair {
+    log: MirroredLog,
+    engines: [Arc<dyn Engine>; 2],
+}
+
+fn mirrored_pair() -> anyhow::Result<MirroredPair> {
+    const LOG: u64 = 64 << 20;
+    let geo = tandem_hsi::window::Geometry::new(LOG, 4096, 16, 0)?;
+    let region = |base| MemRegion::anonymous(geo.window_size, base);
+    let la = SoftEngine::bind("127.0.0.1:0".parse()?)?;
+    let lb = SoftEngine::bind("127.0.0.1:0".parse()?)?;
+    let (aa, ab) = (la.local_addr(), lb.local_addr());
+    let a = SoftEngine::start(la, SoftConfig::new(aa, ab, region(0x1_0000_0000)?, region(0)?))?;
+    let b = SoftEngine::start(lb, SoftConfig::new(ab, aa, region(0x2_0000_0000)?, region(0)?))?;
+    let (a, b): (Arc<dyn Engine>, Arc<dyn Engine>) = (Arc::new(a), Arc::new(b));
+    let mirror = Arc::new(Mirror::new(a.clone(), Duration::from_secs(10)));
+    let log = MirroredLog::format(mirror, LOG, 4096, 16)?;
+    Ok(MirroredPair { log, engines: [a, b] })
+}
+
+impl Drop for MirroredPair {
+    fn drop(&mut self) {
+        for e in &self.engines {
+            e.shutdown();
+        }
+    }
+}
+
+fn keep_room(p: &MirroredPair, store: &mut NullStore) -> anyhow::Result<()> {
+    let st = p.log.stats();
+    if st.used * 2 > st.size {
+        p.log.checkpoint(store)?;
+    }
+    Ok(())
+}
+
+fn mirrored_latency(p: &MirroredPair, size: usize, iters: usize) -> anyhow::Result<Lat> {
+    let payload = vec![0xC3u8; size];
+    let mut store = NullStore::default();
+    let mut h = hist();
+    for i in 0..iters + iters / 10 {
+        keep_room(p, &mut store)?;
+        let t = Instant::now();
+        p.log.append(1, Change::Write { offset: 0 }, &payload)?;
+        if i >= iters / 10 {
+            h.record(t.elapsed().as_nanos() as u64)?;
+        }
+    }
+    Ok(lat(&h))
+}
+
+/// Pipelined throughput: batches of `batch` records, at most `depth` records in flight.
+fn mirrored_throughput(p: &MirroredPair, size: usize, total: u64, batch: usize, depth: usize) -> anyhow::Result<(f64, f64)> {
+    let payload = vec![0x3Cu8; size];
+    let mut store = NullStore::default();
+    let mut inflight = std::collections::VecDeque::new();
+    let count = (total / size as u64).max(batch as u64);
+    let t = Instant::now();
+    let mut done = 0u64;
+    let mut submitted = 0u64;
+    let recs: Vec<(u32, Change, &[u8])> = (0..batch).map(|_| (1, Change::Write { offset: 0 }, &payload[..])).collect();
+    while done < count {
+        while submitted < count && inflight.len() + batch <= depth {
+            let n = batch.min((count - submitted) as usize);
+            inflight.extend(p.log.submit_many(&recs[..n])?);
+            submitted += n as u64;
+        }
+        // Wait for the oldest batch; completions come in order.
+        for _ in 0..batch.min(inflight.len()) {
+            let a = inflight.pop_front().expect("non-empty");
+            p.log.wait(a)?;
+            done += 1;
+        }
+        if inflight.is_empty() {
+            keep_room(p, &mut store)?;
+        } else if p.log.stats().used * 4 > p.log.stats().size * 3 {
+            for a in inflight.drain(..) {
+                p.log.wait(a)?;
+                done += 1;
+            }
+            keep_room(p, &mut store)?;
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    Ok((count as f64 / secs, count as f64 * size as f64 / secs))
+}
+
+/// Runs everything and prints a table with the ratios.
+pub fn run(quick: bool) -> anyhow::Result<()> {
+    let scale = if quick { 10 } else { 1 };
+    let iters = |size: usize| (if size >= 65536 { 5_000 } else { 20_000 }) / scale;
+    let stream_total: u64 = (2u64 << 30) / scale as u64;
+    println!("tandem bench: loopback, one process, {} (sizes {:?})", if quick { "quick run" } else { "full run" }, SIZES);
+    println!();
+    println!("{:>7} | {:>29} | {:>29} | {:>6}", "size", "raw ping-pong p50/p99/p99.9 us", "mirrored p50/p99/p99.9 us", "p50 x");
+    let pair = mirrored_pair()?;
+    let mut p50_4k = (0.0, 0.0);
+    for size in SIZES {
+        let raw = raw_ping_pong(size, iters(size))?;
+        let m = mirrored_latency(&pair, size, iters(size))?;
+        println!(
+            "{:>7} | {:>9.1} {:>9.1} {:>9.1} | {:>9.1} {:>9.1} {:>9.1} | {:>6.2}",
+            size,
+            raw.p50,
+            raw.p99,
+            raw.p999,
+            m.p50,
+            m.p99,
+            m.p999,
+            m.p50 / raw.p50
+        );
+        if size == 4096 {
+            p50_4k = (raw.p50, m.p50);
+        }
+    }
+    println!();
+    println!("{:>7} | {:>14} | {:>14} | {:>16} | {:>6}", "size", "raw MB/s", "mirrored MB/s", "mirrored appends/s", "ratio");
+    let mut tput_64k = (0.0, 0.0);
+    let mut rate_64 = 0.0;
+    for size in SIZES {
+        let raw = raw_stream(size, stream_total.min(size as u64 * 4_000_000 / scale as u64))?;
+        let total = if size == 64 { 64 * 2_000_000 / scale as u64 } else { stream_total / 2 };
+        let (rate, bytes) = mirrored_throughput(&pair, size, total, 64, 1024)?;
+        println!("{:>7} | {:>14.0} | {:>14.0} | {:>16.0} | {:>6.2}", size, raw / 1e6, bytes / 1e6, rate, bytes / raw);
+        if size == 65536 {
+            tput_64k = (raw, bytes);
+        }
+        if size == 64 {
+            rate_64 = rate;
+        }
+    }
+    println!();
+    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+    let r1 = p50_4k.1 / p50_4k.0;
+    let r2 = tput_64k.1 / tput_64k.0;
+    println!("targets:");
+    println!("  4 KiB mirrored append p50 <= 1.5x raw ping-pong p50:   {r1:.2}x  {}", verdict(r1 <= 1.5));
+    println!("  64 KiB mirrored throughput >= 85% of raw stream:        {:.0}%  {}", r2 * 100.0, verdict(r2 >= 0.85));
+    println!("  64 B pipelined appends >= 500k/s:                       {:.0}k/s  {}", rate_64 / 1e3, verdict(rate_64 >= 500e3));
+    Ok(())
+}
