@@ -7,6 +7,8 @@ pub mod crc32c_tail;
 pub mod crc_append;
 pub mod crc_check;
 pub mod crc_matrix;
+pub mod framer;
+pub mod hsi_consts;
 pub mod keep_count;
 #[cfg(test)]
 pub(crate) mod test_util;
