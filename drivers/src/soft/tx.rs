@@ -14,7 +14,7 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 use std::time::Instant;
 use tandem_hsi::frame::{check_crc, FrameHeader, FrameKind};
-use tandem_hsi::{CompletionEntry, CompletionStatus, Counter, LinkState, NackReason, Opcode, SubmissionEntry, MAX_PAYLOAD};
+use tandem_hsi::{CompletionEntry, CompletionStatus, Counter, LinkState, NackReason, SubmissionEntry, MAX_PAYLOAD};
 
 /// Largest batch handed to one `write_all`.
 const BATCH_BYTES: usize = 256 * 1024;
@@ -270,15 +270,10 @@ impl TxState {
     }
 }
 
-/// Checks an entry before it is sent; returns its host-region offset.
+/// Checks an entry before it is sent (the checks every backend shares); returns its
+/// host-region offset.
 fn validate(e: &SubmissionEntry, sh: &Shared) -> Result<u64, CompletionStatus> {
-    if e.length as usize > MAX_PAYLOAD {
-        return Err(CompletionStatus::TooLong);
-    }
-    if e.opcode == Opcode::Barrier {
-        return if e.length == 0 { Ok(0) } else { Err(CompletionStatus::BadOpcode) };
-    }
-    sh.host.dma_to_offset(e.host_addr, e.length.into()).map_err(|_| CompletionStatus::HostBounds)
+    crate::api::check_entry(e, &sh.host, MAX_PAYLOAD as u32)
 }
 
 /// The socket our sender writes to, with its batch buffer. Under [`Shared::writer`].
