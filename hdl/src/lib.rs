@@ -7,6 +7,7 @@ pub mod crc32c_tail;
 pub mod crc_append;
 pub mod crc_check;
 pub mod crc_matrix;
+pub mod deframer;
 pub mod framer;
 pub mod hsi_consts;
 pub mod keep_count;
