@@ -106,8 +106,17 @@ struct Conn {
     ack_due: bool,
 }
 
-/// Serves one connection until it fails, closes or the engine stops.
+/// Serves one connection until it fails, closes or the engine stops, then closes it
+/// (the acceptor's clone would otherwise keep it open).
 fn serve(sh: &Shared, stream: TcpStream) {
+    let closer = stream.try_clone();
+    serve_until_done(sh, stream);
+    if let Ok(s) = closer {
+        let _ = s.shutdown(Shutdown::Both);
+    }
+}
+
+fn serve_until_done(sh: &Shared, stream: TcpStream) {
     let mut reader = match stream.try_clone() {
         Ok(r) => r,
         Err(e) => {
