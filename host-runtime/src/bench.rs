@@ -182,37 +182,31 @@ fn mirrored_latency(p: &MirroredPair, size: usize, iters: usize) -> anyhow::Resu
     Ok(lat(&h))
 }
 
-/// Pipelined throughput: batches of `batch` records, at most `depth` records in flight.
+/// Pipelined throughput: batches of up to `batch` records, at most `depth` records and a
+/// quarter of the log region in flight.
 fn mirrored_throughput(p: &MirroredPair, size: usize, total: u64, batch: usize, depth: usize) -> anyhow::Result<(f64, f64)> {
     let payload = vec![0x3Cu8; size];
     let mut store = NullStore::default();
     let mut inflight = std::collections::VecDeque::new();
     let count = (total / size as u64).max(batch as u64);
-    let t = Instant::now();
-    let mut done = 0u64;
-    let mut submitted = 0u64;
+    let depth = depth.min((p.log.stats().size / 4 / (size as u64 + 64)).max(1) as usize);
     let recs: Vec<(u32, Change, &[u8])> = (0..batch).map(|_| (1, Change::Write { offset: 0 }, &payload[..])).collect();
+    let t = Instant::now();
+    let (mut done, mut submitted) = (0u64, 0u64);
     while done < count {
-        while submitted < count && inflight.len() + batch <= depth {
-            let n = batch.min((count - submitted) as usize);
-            inflight.extend(p.log.submit_many(&recs[..n])?);
-            submitted += n as u64;
+        while submitted < count && inflight.len() < depth {
+            let n = batch.min((count - submitted) as usize).min(depth - inflight.len());
+            let placed = p.log.submit_many(&recs[..n])?;
+            submitted += placed.len() as u64;
+            inflight.extend(placed);
         }
-        // Wait for the oldest batch; completions come in order.
-        for _ in 0..batch.min(inflight.len()) {
+        // Completions come in order: wait for the oldest half of what is in flight.
+        for _ in 0..inflight.len().div_ceil(2) {
             let a = inflight.pop_front().expect("non-empty");
             p.log.wait(a)?;
             done += 1;
         }
-        if inflight.is_empty() {
-            keep_room(p, &mut store)?;
-        } else if p.log.stats().used * 4 > p.log.stats().size * 3 {
-            for a in inflight.drain(..) {
-                p.log.wait(a)?;
-                done += 1;
-            }
-            keep_room(p, &mut store)?;
-        }
+        keep_room(p, &mut store)?;
     }
     let secs = t.elapsed().as_secs_f64();
     Ok((count as f64 / secs, count as f64 * size as f64 / secs))

@@ -255,6 +255,10 @@ impl MirroredLog {
 
     /// Writes several records locally and submits them with one doorbell (batched sends).
     /// Each is acknowledged only once [`MirroredLog::wait`] returns `Ok` for it.
+    ///
+    /// Returns the records placed, in order: all of them, or a prefix when the log had room
+    /// for only some (submit the rest after waiting for earlier ones or a consistency
+    /// point). It waits for log space only when not even the first record fits.
     pub fn submit_many(&self, records: &[(u32, Change, &[u8])]) -> Result<Vec<Appended>, LogError> {
         let mut headers = Vec::with_capacity(records.len());
         for &(service_tag, change, payload) in records {
@@ -287,7 +291,7 @@ impl MirroredLog {
         let r = region(&self.mirror);
         let mut spans = Vec::with_capacity(records.len() * 2);
         let mut placed = Vec::with_capacity(records.len());
-        for (h, &(service_tag, _, payload)) in headers.iter_mut().zip(records) {
+        'place: for (h, &(service_tag, _, payload)) in headers.iter_mut().zip(records) {
             let fp = h.footprint();
             // Room: the record itself, plus the bytes skipped at the end when it must wrap.
             let (waste, needed) = loop {
@@ -297,11 +301,12 @@ impl MirroredLog {
                 if st.used + needed + window::RECORD_ALIGN <= log_size {
                     break (waste, needed);
                 }
+                if !placed.is_empty() {
+                    // The records placed so far go now; the caller submits the rest.
+                    break 'place;
+                }
                 let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() || !placed.is_empty() {
-                    // A batch never waits halfway: what it placed is undone below.
-                    st.head = start_head;
-                    st.used = start_used;
+                if left.is_zero() {
                     return Err(LogError::Full { needed, free: log_size - st.used, waited: self.mirror.ack_timeout() });
                 }
                 st = self.space.wait_timeout(st, left).unwrap_or_else(|e| e.into_inner()).0;
