@@ -56,8 +56,12 @@ use std::time::{Duration, Instant};
 use tandem_hsi::{CompletionEntry, Counter, LinkState, SubmissionEntry, HSI_VERSION, MAX_PAYLOAD};
 use tx::{TxState, Writer};
 
-/// How long [`Engine::wait_completions`] spins before it sleeps.
-const SPIN: Duration = Duration::from_micros(20);
+/// [`Engine::wait_completions`] spins before it sleeps when entries are outstanding and
+/// recent round trips were short, so a completion about to arrive is picked up without a
+/// futex wake-up. The spin lasts this long when the smoothed round trip is shorter.
+const SPIN_MAX: Duration = Duration::from_micros(100);
+/// The spin when nothing suggests a completion is near.
+const SPIN_MIN: Duration = Duration::from_micros(5);
 
 /// Event counters as 64-bit atomics, indexed by [`Counter`].
 #[derive(Debug, Default)]
@@ -103,6 +107,10 @@ pub(crate) struct Shared {
     idle_cv: Condvar,
     epoch: Instant,
     last_tx_ns: AtomicU64,
+    /// Smoothed time from sending a frame to its ACK, in nanoseconds.
+    pub rtt_ns: AtomicU64,
+    /// Entries posted and not yet completed (a hint for the spin in `wait_completions`).
+    outstanding: AtomicUsize,
 }
 
 fn relock<T>(r: std::sync::LockResult<MutexGuard<'_, T>>) -> MutexGuard<'_, T> {
@@ -134,12 +142,20 @@ impl Shared {
     pub fn note_tx(&self) {
         self.last_tx_ns.store(self.epoch.elapsed().as_nanos() as u64, Ordering::Relaxed);
     }
+    /// Feeds one round-trip sample into the smoothed estimate (weight 1/8).
+    pub fn note_rtt(&self, sample: Duration) {
+        let s = sample.as_nanos().min(u128::from(u32::MAX)) as u64;
+        let old = self.rtt_ns.load(Ordering::Relaxed);
+        let new = if old == 0 { s } else { old - old / 8 + s / 8 };
+        self.rtt_ns.store(new, Ordering::Relaxed);
+    }
     pub fn since_last_tx(&self, now: Instant) -> Duration {
         let last = Duration::from_nanos(self.last_tx_ns.load(Ordering::Relaxed));
         now.duration_since(self.epoch).saturating_sub(last)
     }
     /// Publishes the completion count and wakes waiters; call with `tx` held.
     pub fn notify_completions(&self, st: &TxState) {
+        self.outstanding.store(st.outstanding(), Ordering::Relaxed);
         self.comp_ready.store(st.completions.len(), Ordering::Release);
         if st.waiters > 0 {
             self.comp_cv.notify_all();
@@ -250,6 +266,8 @@ impl SoftEngine {
             idle_cv: Condvar::new(),
             epoch: Instant::now(),
             last_tx_ns: AtomicU64::new(0),
+            rtt_ns: AtomicU64::new(0),
+            outstanding: AtomicUsize::new(0),
         });
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
@@ -309,7 +327,9 @@ impl Engine for SoftEngine {
         if self.sh.is_shutdown() {
             return Err(EngineError::Shutdown);
         }
-        Ok(st.post(entries, self.sh.timing.ring_depth))
+        let n = st.post(entries, self.sh.timing.ring_depth);
+        self.sh.outstanding.store(st.outstanding(), Ordering::Relaxed);
+        Ok(n)
     }
 
     fn ring_doorbell(&self) -> Result<(), EngineError> {
@@ -343,7 +363,10 @@ impl Engine for SoftEngine {
         }
         let start = Instant::now();
         let deadline = start + timeout;
-        while start.elapsed() < SPIN.min(timeout) {
+        let rtt = Duration::from_nanos(self.sh.rtt_ns.load(Ordering::Relaxed));
+        let outstanding = self.sh.outstanding.load(Ordering::Relaxed) > 0;
+        let spin = if outstanding && rtt < SPIN_MAX { SPIN_MAX } else { SPIN_MIN }.min(timeout);
+        while start.elapsed() < spin {
             if self.sh.comp_ready.load(Ordering::Acquire) > 0 {
                 return Ok(true);
             }

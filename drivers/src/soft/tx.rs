@@ -32,6 +32,8 @@ struct Slot {
 #[derive(Debug)]
 struct FrameRec {
     seq: u64,
+    /// When it was last put on the wire.
+    sent_at: Option<Instant>,
     /// Absolute ring index of its entry.
     slot: u64,
     host_offset: u64,
@@ -60,6 +62,8 @@ pub(crate) struct TxState {
     last_progress: Instant,
     pub completions: VecDeque<CompletionEntry>,
     pub waiters: usize,
+    /// The latest send-to-ACK time, for [`Shared::note_rtt`].
+    pub rtt_sample: Option<std::time::Duration>,
 }
 
 impl TxState {
@@ -78,12 +82,18 @@ impl TxState {
             last_progress: Instant::now(),
             completions: VecDeque::new(),
             waiters: 0,
+            rtt_sample: None,
         }
     }
 
     /// Ring slots in use: posted and not completed, plus completions not yet polled.
     pub fn occupancy(&self) -> usize {
         self.ring.len() + self.completions.len()
+    }
+
+    /// Entries posted and not yet completed.
+    pub fn outstanding(&self) -> usize {
+        self.ring.len()
     }
 
     /// Oldest unacknowledged sequence, or the next one to assign.
@@ -115,7 +125,7 @@ impl TxState {
                     continue;
                 }
             };
-            this.frames.push_back(FrameRec { seq: this.next_seq, slot: idx, host_offset, sent: false });
+            this.frames.push_back(FrameRec { seq: this.next_seq, sent_at: None, slot: idx, host_offset, sent: false });
             this.next_seq += 1;
         }
         this.deliver()
@@ -157,13 +167,18 @@ impl TxState {
         if seq > self.highest_sent {
             return None;
         }
-        let mut progressed = false;
-        while self.frames.front().is_some_and(|f| f.seq <= seq) {
+        let mut newest_sent = None;
+        while let Some(f) = self.frames.front() {
+            if f.seq > seq {
+                break;
+            }
+            newest_sent = f.sent_at.or(newest_sent);
             self.resolve_front(CompletionStatus::Ok);
-            progressed = true;
         }
-        if progressed {
-            self.last_progress = Instant::now();
+        if let Some(t) = newest_sent {
+            let now = Instant::now();
+            self.last_progress = now;
+            self.rtt_sample = Some(now.duration_since(t));
         }
         Some(self.deliver())
     }
@@ -238,6 +253,8 @@ impl TxState {
                 tracing::error!(%err, seq, "payload outside the host region after validation");
                 break;
             }
+            let now = Instant::now();
+            self.frames[self.send_pos].sent_at = Some(now);
             if was_sent {
                 sh.counters.inc(Counter::Retransmits);
             } else {
@@ -246,7 +263,7 @@ impl TxState {
                 self.slot_mut(slot_idx).seq = seq;
             }
             if self.send_pos == 0 {
-                self.last_progress = Instant::now();
+                self.last_progress = now;
             }
             self.send_pos += 1;
             self.inflight_bytes += len;
@@ -466,6 +483,9 @@ fn read_loop(sh: &Shared, mut reader: TcpStream) -> bool {
             }
             if ready > 0 {
                 sh.notify_completions(&st);
+            }
+            if let Some(rtt) = st.rtt_sample.take() {
+                sh.note_rtt(rtt);
             }
         }
         if send {
