@@ -11,5 +11,31 @@ pub mod deframer;
 pub mod framer;
 pub mod hsi_consts;
 pub mod keep_count;
+pub mod link_top;
 #[cfg(test)]
 pub(crate) mod test_util;
+
+use rust_hdl::prelude::{generate_verilog, Block};
+
+/// Datapath widths the generator emits.
+pub const WIDTHS: [usize; 2] = [64, 512];
+
+/// Verilog of the link datapath ([`link_top::LinkTop`], module `top`) at `width` bits.
+///
+/// # Panics
+/// On a width other than 64 or 512, naming the width.
+pub fn link_verilog(width: usize) -> String {
+    match width {
+        64 => {
+            let mut uut = link_top::LinkTop::<64, 8>::new();
+            uut.connect_all();
+            generate_verilog(&uut)
+        }
+        512 => {
+            let mut uut = link_top::LinkTop::<512, 64>::new();
+            uut.connect_all();
+            generate_verilog(&uut)
+        }
+        other => panic!("link_verilog: datapath width {other} is not generated (64 or 512)"),
+    }
+}
