@@ -250,10 +250,13 @@ fn describe(e: &dyn Engine) -> String {
     format!("link {:?}; counters: {}", e.link_state(), e.counters())
 }
 
-/// Collects exactly `n` completions (bounded by [`WAIT`] without progress).
+/// Collects exactly `n` completions (bounded by [`WAIT`] without progress, and by three
+/// times that in all).
 fn collect(engine: &dyn Engine, mut got: Vec<CompletionEntry>, n: usize) -> Vec<CompletionEntry> {
     let mut last = Instant::now();
+    let hard = last + 3 * WAIT;
     while got.len() < n {
+        assert!(Instant::now() < hard, "only {} of {n} completions after {:?}; {}", got.len(), 3 * WAIT, describe(engine));
         let before = got.len();
         let _ = engine.wait_completions(Duration::from_millis(100));
         let want = n - got.len();

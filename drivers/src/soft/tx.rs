@@ -110,12 +110,11 @@ impl TxState {
     /// Makes posted entries visible: validates them and gives the valid ones sequence
     /// numbers. Returns how many completions became ready.
     pub fn doorbell(&mut self, sh: &Shared) -> usize {
-        let this = self;
-        let end = this.ring_base + this.ring.len() as u64;
-        while this.rung < end {
-            let idx = this.rung;
-            let slot = &mut this.ring[(idx - this.ring_base) as usize];
-            this.rung += 1;
+        let end = self.ring_base + self.ring.len() as u64;
+        while self.rung < end {
+            let idx = self.rung;
+            let slot = &mut self.ring[(idx - self.ring_base) as usize];
+            self.rung += 1;
             let e = slot.entry;
             let host_offset = match validate(&e, sh) {
                 Ok(off) => off,
@@ -125,10 +124,10 @@ impl TxState {
                     continue;
                 }
             };
-            this.frames.push_back(FrameRec { seq: this.next_seq, sent_at: None, slot: idx, host_offset, sent: false });
-            this.next_seq += 1;
+            self.frames.push_back(FrameRec { seq: self.next_seq, sent_at: None, slot: idx, host_offset, sent: false });
+            self.next_seq += 1;
         }
-        this.deliver()
+        self.deliver()
     }
 
     fn slot_mut(&mut self, abs: u64) -> &mut Slot {
