@@ -153,13 +153,17 @@ impl Shared {
         let last = Duration::from_nanos(self.last_tx_ns.load(Ordering::Relaxed));
         now.duration_since(self.epoch).saturating_sub(last)
     }
-    /// Publishes the completion count and wakes waiters; call with `tx` held.
-    pub fn notify_completions(&self, st: &TxState) {
+    /// Publishes the completion count; call with `tx` held, as the last thing before
+    /// unlocking (a poller that sees the count then finds the lock free). Returns whether
+    /// sleepers must be woken with [`Shared::wake_waiters`] after unlocking.
+    pub fn publish_completions(&self, st: &TxState) -> bool {
         self.outstanding.store(st.outstanding(), Ordering::Relaxed);
         self.comp_ready.store(st.completions.len(), Ordering::Release);
-        if st.waiters > 0 {
-            self.comp_cv.notify_all();
-        }
+        st.waiters > 0
+    }
+    /// Wakes threads sleeping in `wait_completions` (they re-check under the lock).
+    pub fn wake_waiters(&self) {
+        self.comp_cv.notify_all();
     }
     /// Sleeps for `d` unless shutdown starts first.
     pub fn sleep_unless_shutdown(&self, d: Duration) {
@@ -333,14 +337,15 @@ impl Engine for SoftEngine {
     }
 
     fn ring_doorbell(&self) -> Result<(), EngineError> {
-        {
+        let wake = {
             let mut st = self.sh.lock_tx();
             if self.sh.is_shutdown() {
                 return Err(EngineError::Shutdown);
             }
-            if st.doorbell(&self.sh) > 0 {
-                self.sh.notify_completions(&st);
-            }
+            st.doorbell(&self.sh) > 0 && self.sh.publish_completions(&st)
+        };
+        if wake {
+            self.sh.wake_waiters();
         }
         tx::pump(&self.sh);
         Ok(())

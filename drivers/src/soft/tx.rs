@@ -91,6 +91,11 @@ impl TxState {
         self.ring.len() + self.completions.len()
     }
 
+    /// True when a heartbeat or an unsent frame is waiting (window permitting).
+    pub fn has_work(&self, max_in_flight: usize) -> bool {
+        self.need_heartbeat || (self.send_pos < self.frames.len() && self.send_pos < max_in_flight)
+    }
+
     /// Entries posted and not yet completed.
     pub fn outstanding(&self) -> usize {
         self.ring.len()
@@ -299,13 +304,12 @@ pub(crate) struct Writer {
     pub buf: Vec<u8>,
 }
 
-/// Sends whatever the window allows, in batches.
-pub(crate) fn pump(sh: &Shared) {
-    let mut w = match sh.writer.lock() {
-        Ok(w) => w,
-        Err(p) => p.into_inner(),
-    };
+/// Sends whatever the window allows, in batches. Returns false when the connection is
+/// gone (or failed while writing).
+pub(crate) fn pump(sh: &Shared) -> bool {
+    let mut w = sh.lock_writer();
     pump_locked(sh, &mut w);
+    w.stream.is_some()
 }
 
 /// [`pump`] with the writer already held.
@@ -426,7 +430,7 @@ fn read_loop(sh: &Shared, mut reader: TcpStream) -> bool {
         let mut ready = 0;
         let mut send = false;
         let mut got_ack = false;
-        {
+        let wake = {
             let mut st = sh.lock_tx();
             loop {
                 match fb.next_frame() {
@@ -452,12 +456,10 @@ fn read_loop(sh: &Shared, mut reader: TcpStream) -> bool {
                                     None => tracing::warn!(seq = header.sequence, "ACK beyond anything sent; ignored"),
                                 }
                                 got_ack = true;
-                                send = true;
                             }
                             FrameKind::Nack { reason } => {
                                 sh.counters.inc(Counter::NacksRx);
                                 ready += st.on_nack(reason, header.sequence);
-                                send = true;
                             }
                             FrameKind::Heartbeat { .. } | FrameKind::Data { .. } => {
                                 tracing::debug!(kind = ?header.frame_type(), "unexpected frame on the sending link; ignored");
@@ -480,18 +482,18 @@ fn read_loop(sh: &Shared, mut reader: TcpStream) -> bool {
                 st.need_heartbeat = true;
                 send = true;
             }
-            if ready > 0 {
-                sh.notify_completions(&st);
-            }
             if let Some(rtt) = st.rtt_sample.take() {
                 sh.note_rtt(rtt);
             }
+            // ACKs open the window and NACKs rewind it: send only if that left work.
+            send |= st.has_work(t.max_in_flight);
+            ready > 0 && sh.publish_completions(&st)
+        };
+        if wake {
+            sh.wake_waiters();
         }
-        if send {
-            pump(sh);
-            if sh.lock_writer().stream.is_none() {
-                return was_up;
-            }
+        if send && !pump(sh) {
+            return was_up;
         }
         if last_rx.elapsed() > t.io_timeout {
             tracing::debug!("nothing heard from the partner; resetting the link");
