@@ -148,8 +148,13 @@ impl Timing {
         }
     }
 
-    /// How often the link thread wakes to check its timers.
+    /// How often the link thread wakes to check its timers while frames are in flight.
     pub fn tick(&self) -> Duration {
         (self.rto.min(self.heartbeat) / 4).clamp(Duration::from_millis(1), Duration::from_millis(20))
+    }
+
+    /// How often it wakes on an idle link (heartbeats are due every `heartbeat`).
+    pub fn idle_tick(&self) -> Duration {
+        (self.heartbeat / 2).max(self.tick())
     }
 }

@@ -222,6 +222,11 @@ impl TxState {
         self.inflight_bytes = 0;
     }
 
+    /// True when data frames are on the wire.
+    pub fn in_flight(&self) -> bool {
+        self.send_pos > 0
+    }
+
     /// True when frames are on the wire and nothing was acknowledged for `rto`.
     pub fn rto_expired(&self, now: Instant, rto: std::time::Duration) -> bool {
         self.send_pos > 0 && now.duration_since(self.last_progress) > rto
@@ -411,6 +416,8 @@ fn read_loop(sh: &Shared, mut reader: TcpStream) -> bool {
     let mut fb = FrameBuf::new(0);
     let mut last_rx = Instant::now();
     let mut was_up = false;
+    // Wake often while frames are in flight (the retransmission timer), rarely when idle.
+    let mut timeout = t.tick();
     loop {
         if sh.is_shutdown() {
             return was_up;
@@ -487,6 +494,10 @@ fn read_loop(sh: &Shared, mut reader: TcpStream) -> bool {
             }
             // ACKs open the window and NACKs rewind it: send only if that left work.
             send |= st.has_work(t.max_in_flight);
+            let want = if st.in_flight() || send { t.tick() } else { t.idle_tick() };
+            if want != timeout && reader.set_read_timeout(Some(want)).is_ok() {
+                timeout = want;
+            }
             ready > 0 && sh.publish_completions(&st)
         };
         if wake {
