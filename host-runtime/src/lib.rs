@@ -12,6 +12,7 @@ pub mod config;
 pub mod control;
 pub mod demo;
 pub mod engines;
+pub mod ha;
 pub mod log;
 pub mod mirror;
 pub mod node;
