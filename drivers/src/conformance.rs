@@ -506,7 +506,7 @@ pub fn remote_bounds(factory: &dyn PairFactory, seed: u64) {
         assert!(c.sequence >= 1, "entry {i} was sent");
     }
     let cb2 = b.counters();
-    assert_eq!(delta(&cb2, &cb, Counter::BoundsRejects), 4, "BoundsRejects on the partner");
+    assert!(delta(&cb2, &cb, Counter::BoundsRejects) >= 4, "BoundsRejects on the partner (a frame sent again is rejected again)");
     for ((off, ok), data) in specs.iter().zip(&datas) {
         if *ok {
             shadow.apply(*off, data);
@@ -720,8 +720,13 @@ pub fn counters_agree(factory: &dyn PairFactory, seed: u64) {
     assert!(d(&ca2, &ca, Counter::FramesTx) >= ok + remote, "A FramesTx covers every data frame");
     assert!(d(&ca2, &ca, Counter::AcksRx) >= 1, "A AcksRx");
     assert!(d(&ca2, &ca, Counter::NacksRx) >= remote, "A NacksRx: one Bounds NACK per remote reject at least");
-    assert_eq!(d(&cb2, &cb, Counter::BoundsRejects), remote, "B BoundsRejects");
-    assert_eq!(d(&cb2, &cb, Counter::DataRx), ok, "B DataRx: first copies written (barrier included)");
+    // A rejected frame sent again before its NACK arrived (timeout) is rejected again.
+    assert!(d(&cb2, &cb, Counter::BoundsRejects) >= remote, "B BoundsRejects");
+    assert_eq!(
+        d(&cb2, &cb, Counter::DataRx),
+        ok + remote,
+        "B DataRx: first copies taken (barriers included, one in place of each rejected frame)"
+    );
     assert!(d(&cb2, &cb, Counter::NacksTx) >= remote, "B NacksTx");
     assert!(d(&cb2, &cb, Counter::FramesRx) >= ok + remote, "B FramesRx");
     assert!(cb2.get(Counter::HeartbeatsRx) >= 1, "B received A's heartbeat");

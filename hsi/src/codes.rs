@@ -112,7 +112,7 @@ code_enum! {
         Crc = 1 => "CRC32C mismatch; resend from `SEQUENCE` (the receiver's next expected sequence)",
         SequenceGap = 2 => "a frame arrived after a gap; resend from `SEQUENCE`",
         NotSynced = 3 => "data arrived before a heartbeat opened the stream; send a heartbeat, then resend from `SEQUENCE`",
-        Bounds = 4 => "the frame at `SEQUENCE` addressed bytes outside the window; it was consumed and not written",
+        Bounds = 4 => "the frame at `SEQUENCE` addressed bytes outside the window; it was not written and is still expected: the sender sends a barrier under that sequence instead",
     }
 }
 

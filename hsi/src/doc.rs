@@ -74,8 +74,10 @@ pub fn render() -> String {
          - A frame already held (sequence below the expected one) is not written again and is ACKed again: duplicates are harmless.\n\
          - A gap or a CRC error is NACKed with the expected sequence; the sender goes back to it (go-back-N). A sender also \
            goes back after `RETRANSMIT_US` without progress and after a reconnect.\n\
-         - A data frame outside the window is consumed, not written, and NACKed with reason Bounds and its own sequence; \
-           its entry completes with status RemoteBounds.\n\
+         - A data frame outside the window is neither written nor consumed: the receiver NACKs it with reason Bounds and its \
+           own sequence and keeps expecting that sequence. The sender sends a barrier under the same sequence in its place and \
+           completes the entry with status RemoteBounds once that barrier is ACKed. So a lost NACK only delays the answer, and \
+           no cumulative ACK can ever cover a rejected entry.\n\
          - A barrier is a data frame without payload; the receiver makes its window durable before it ACKs it.\n\
          - Heartbeats flow every `HEARTBEAT_US` on an idle link and are answered with an ACK.\n\n",
     );

@@ -19,8 +19,6 @@ use tandem_hsi::{Counter, NackReason, Opcode};
 
 /// Receive buffer size: several maximal frames, so one read can bring many.
 const RX_BUF: usize = 512 * 1024;
-/// Sequences rejected for bounds that are remembered for re-reporting.
-const MAX_REMEMBERED_REJECTS: usize = 4096;
 /// How often an idle acceptor checks for shutdown.
 const ACCEPT_POLL: Duration = Duration::from_millis(5);
 
@@ -31,10 +29,6 @@ pub(crate) struct RxState {
     pub session: Option<u64>,
     /// Next sequence expected.
     pub expected: u64,
-    /// Sequences NACKed with `Bounds` that the sender may not have seen yet (its
-    /// heartbeat base is at or below them): reported again after a reconnect, so a NACK
-    /// lost with a connection cannot turn into a later cumulative ACK of that entry.
-    bounds_rejected: VecDeque<u64>,
 }
 
 /// Accepts connections until shutdown; a new connection replaces the previous one.
@@ -208,14 +202,6 @@ fn handle(sh: &Shared, st: &mut RxState, c: &mut Conn, out: &mut Vec<u8>, header
                 tracing::debug!(session, base, "new sender session");
                 st.session = Some(session);
                 st.expected = base;
-                st.bounds_rejected.clear();
-            } else {
-                while st.bounds_rejected.front().is_some_and(|&s| s < base) {
-                    st.bounds_rejected.pop_front();
-                }
-                for &s in &st.bounds_rejected {
-                    nack(sh, out, NackReason::Bounds, s);
-                }
             }
             c.synced = true;
             c.gap_nacked = false;
@@ -247,19 +233,17 @@ fn handle(sh: &Shared, st: &mut RxState, c: &mut Conn, out: &mut Vec<u8>, header
                 return;
             }
             c.gap_nacked = false;
-            c.ack_due = true;
-            st.expected += 1;
             let data = wire::payload(frame);
             if sh.window.check(window_offset, data.len() as u64).is_err() {
+                // Not written and not consumed: the sender sends a barrier under this
+                // sequence instead, so no later cumulative ACK can cover a rejected entry.
                 sh.counters.inc(Counter::BoundsRejects);
                 tracing::debug!(seq, window_offset, len = data.len(), "data frame outside the mirror window");
                 nack(sh, out, NackReason::Bounds, seq);
-                if st.bounds_rejected.len() >= MAX_REMEMBERED_REJECTS {
-                    st.bounds_rejected.pop_front();
-                }
-                st.bounds_rejected.push_back(seq);
                 return;
             }
+            c.ack_due = true;
+            st.expected += 1;
             if opcode == Opcode::Barrier {
                 if let Err(e) = sh.window.flush() {
                     tracing::error!(error = %e, "flushing the mirror window failed");

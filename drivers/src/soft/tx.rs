@@ -38,6 +38,9 @@ struct FrameRec {
     slot: u64,
     host_offset: u64,
     sent: bool,
+    /// The partner rejected it for bounds: a barrier goes under its sequence instead and
+    /// its entry completes `RemoteBounds` once that is acknowledged.
+    replaced: bool,
 }
 
 /// Sender state, under [`Shared::tx`].
@@ -129,7 +132,7 @@ impl TxState {
                     continue;
                 }
             };
-            self.frames.push_back(FrameRec { seq: self.next_seq, sent_at: None, slot: idx, host_offset, sent: false });
+            self.frames.push_back(FrameRec { seq: self.next_seq, sent_at: None, slot: idx, host_offset, sent: false, replaced: false });
             self.next_seq += 1;
         }
         self.deliver()
@@ -157,7 +160,7 @@ impl TxState {
     /// Pops the oldest frame as resolved with `status`.
     fn resolve_front(&mut self, status: CompletionStatus) {
         let Some(f) = self.frames.pop_front() else { return };
-        let len = u64::from(self.slot_mut(f.slot).entry.length);
+        let len = if f.replaced { 0 } else { u64::from(self.slot_mut(f.slot).entry.length) };
         if self.send_pos > 0 {
             self.send_pos -= 1;
             self.inflight_bytes = self.inflight_bytes.saturating_sub(len);
@@ -177,7 +180,8 @@ impl TxState {
                 break;
             }
             newest_sent = f.sent_at.or(newest_sent);
-            self.resolve_front(CompletionStatus::Ok);
+            let status = if f.replaced { CompletionStatus::RemoteBounds } else { CompletionStatus::Ok };
+            self.resolve_front(status);
         }
         if let Some(t) = newest_sent {
             let now = Instant::now();
@@ -194,12 +198,13 @@ impl TxState {
                 if seq == 0 || seq > self.highest_sent {
                     return 0;
                 }
-                // The receiver consumed every frame before `seq` in order.
-                let mut n = self.on_ack(seq - 1).unwrap_or(0);
-                if self.frames.front().is_some_and(|f| f.seq == seq) {
-                    self.resolve_front(CompletionStatus::RemoteBounds);
+                // The receiver holds every frame before `seq` and did not consume `seq`:
+                // send a barrier under that sequence instead, then go on from there.
+                let n = self.on_ack(seq - 1).unwrap_or(0);
+                if let Some(f) = self.frames.front_mut().filter(|f| f.seq == seq && !f.replaced) {
+                    f.replaced = true;
                     self.last_progress = Instant::now();
-                    n += self.deliver();
+                    self.go_back();
                 }
                 n
             }
@@ -251,13 +256,20 @@ impl TxState {
         while self.send_pos < self.frames.len() && self.send_pos < t.max_in_flight && out.len() < BATCH_BYTES {
             let f = &self.frames[self.send_pos];
             let (seq, slot_idx, host_offset, was_sent) = (f.seq, f.slot, f.host_offset, f.sent);
+            let replaced = f.replaced;
             let e = self.slot_mut(slot_idx).entry;
-            let len = u64::from(e.length);
+            let len = if replaced { 0 } else { u64::from(e.length) };
             if self.send_pos > 0 && self.inflight_bytes + len > t.max_in_flight_bytes {
                 break;
             }
-            let h = FrameHeader::data(e.opcode, e.service_tag, seq, e.window_offset, e.length);
-            if let Err(err) = wire::push_data_from_region(out, &h, &sh.host, host_offset) {
+            if replaced {
+                wire::push_control(out, &FrameHeader::data(tandem_hsi::Opcode::Barrier, 0, seq, 0, 0));
+            } else if let Err(err) = wire::push_data_from_region(
+                out,
+                &FrameHeader::data(e.opcode, e.service_tag, seq, e.window_offset, e.length),
+                &sh.host,
+                host_offset,
+            ) {
                 // Validated at the doorbell and the region never shrinks: cannot happen.
                 tracing::error!(%err, seq, "payload outside the host region after validation");
                 break;
