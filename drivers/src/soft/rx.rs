@@ -8,7 +8,6 @@
 
 use super::wire::{self, FrameBuf, Next};
 use super::Shared;
-use std::collections::VecDeque;
 use std::io::{ErrorKind, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::Arc;
