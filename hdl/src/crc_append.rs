@@ -43,6 +43,7 @@ pub struct CrcAppend<const W: usize, const K: usize> {
     hold_count: DFF<Count>,
     out_free: Signal<Local, Bit>,
     accept: Signal<Local, Bit>,
+    with_crc: Signal<Local, Bits<W>>,
     ones_w: Constant<Bits<W>>,
     ones_k: Constant<Bits<K>>,
     lanes: Constant<Count>,
@@ -95,6 +96,7 @@ impl<const W: usize, const K: usize> CrcAppend<W, K> {
             hold_count: Default::default(),
             out_free: Default::default(),
             accept: Default::default(),
+            with_crc: Default::default(),
             ones_w: Constant::new(!Bits::<W>::default()),
             ones_k: Constant::new(!Bits::<K>::default()),
             lanes: Constant::new((K as u64).into()),
@@ -138,10 +140,20 @@ impl<const W: usize, const K: usize> Logic for CrcAppend<W, K> {
                 self.out_valid.d.next = true;
             }
         }
+        // The CRC arrives the cycle after the last beat; that beat leaves the same cycle
+        // when the output is free and the trailer fits in it.
+        self.with_crc.next = self.hold_data.q.val() | (bit_cast::<W, 32>(!self.accum.crc.val()) << (self.hold_count.q.val() << 3));
         if (self.phase.q.val() == AppendPhase::Wait) & self.accum.done.val() {
-            self.hold_data.d.next = self.hold_data.q.val() | (bit_cast::<W, 32>(!self.accum.crc.val()) << (self.hold_count.q.val() << 3));
+            self.hold_data.d.next = self.with_crc.val();
             self.hold_count.d.next = self.hold_count.q.val() + 4;
             self.phase.d.next = AppendPhase::Emit;
+            if self.out_free.val() & (self.hold_count.q.val() + 4 <= self.lanes.val()) {
+                self.out_data.d.next = self.with_crc.val();
+                self.out_keep.d.next = !(self.ones_k.val() << (self.hold_count.q.val() + 4));
+                self.out_last.d.next = true;
+                self.out_valid.d.next = true;
+                self.phase.d.next = AppendPhase::Pass;
+            }
         }
         if (self.phase.q.val() == AppendPhase::Emit) & self.out_free.val() {
             self.out_data.d.next = self.hold_data.q.val();

@@ -130,6 +130,17 @@ impl<const W: usize, const K: usize> Logic for CrcCheck<W, K> {
         if self.accum.done.val() {
             self.pending.d.next = true;
             self.pending_ok.d.next = self.accum.crc.val() == self.residue.val();
+            // The verdict is known the cycle after the last beat: release it at once
+            // when the output is free.
+            if self.out_free.val() {
+                self.out_data.d.next = self.hold_data.q.val();
+                self.out_keep.d.next = self.hold_keep.q.val();
+                self.out_last.d.next = true;
+                self.out_user.d.next = self.accum.crc.val() == self.residue.val();
+                self.out_valid.d.next = true;
+                self.pending.d.next = false;
+                self.waiting.d.next = false;
+            }
         }
         if self.pending.q.val() & self.out_free.val() {
             self.out_data.d.next = self.hold_data.q.val();

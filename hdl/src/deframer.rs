@@ -152,10 +152,7 @@ impl<const W: usize, const K: usize> Deframer<W, K> {
     /// A deframer for a `W`-bit link with `K = W / 8` keep lanes.
     pub fn new() -> Self {
         assert_eq!(W, 8 * K, "Deframer: K = {K} keep lanes must be W / 8 for W = {W}");
-        assert!(
-            matches!(W, 64 | 128 | 256 | 512 | 1024),
-            "Deframer: datapath width W = {W} is not supported (64, 128, 256, 512 or 1024 bits)"
-        );
+        assert!(matches!(W, 64 | 128 | 256 | 512), "Deframer: datapath width W = {W} is not supported (64, 128, 256 or 512 bits)");
         let opcodes: Vec<u8> = Opcode::ALL.iter().map(|o| o.code()).collect();
         let reasons: Vec<u8> = NackReason::ALL.iter().map(|r| r.code()).collect();
         assert_eq!(

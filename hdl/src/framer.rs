@@ -30,7 +30,8 @@ pub struct Framer<const W: usize, const K: usize> {
     pub clock: Signal<In, Clock>,
     /// Header request valid.
     pub s_hdr_valid: Signal<In, Bit>,
-    /// Header request taken (the framer is idle).
+    /// Header request taken (the framer is idle, or emitting the previous frame's last
+    /// body bytes).
     pub s_hdr_ready: Signal<Out, Bit>,
     /// `FRAME_TYPE` of the frame.
     pub s_hdr_frame_type: Signal<In, Bits<FRAME_TYPE_BITS>>,
@@ -78,6 +79,8 @@ pub struct Framer<const W: usize, const K: usize> {
     body_valid: DFF<Bit>,
     body_free: Signal<Local, Bit>,
     total: Signal<Local, Count>,
+    take_hdr: Signal<Local, Bit>,
+    hdr_word: Signal<Local, Bits<HEADER_BITS>>,
     magic: Constant<Bits<MAGIC_BITS>>,
     version: Constant<Bits<VERSION_BITS>>,
     at_type: Constant<Count>,
@@ -104,10 +107,7 @@ impl<const W: usize, const K: usize> Framer<W, K> {
     /// A framer for a `W`-bit link with `K = W / 8` keep lanes.
     pub fn new() -> Self {
         assert_eq!(W, 8 * K, "Framer: K = {K} keep lanes must be W / 8 for W = {W}");
-        assert!(
-            matches!(W, 64 | 128 | 256 | 512 | 1024),
-            "Framer: datapath width W = {W} is not supported (64, 128, 256, 512 or 1024 bits)"
-        );
+        assert!(matches!(W, 64 | 128 | 256 | 512), "Framer: datapath width W = {W} is not supported (64, 128, 256 or 512 bits)");
         fn c<const N: usize>(v: u64) -> Constant<Bits<N>> {
             Constant::new(v.into())
         }
@@ -145,6 +145,8 @@ impl<const W: usize, const K: usize> Framer<W, K> {
             body_valid: Default::default(),
             body_free: Default::default(),
             total: Default::default(),
+            take_hdr: Default::default(),
+            hdr_word: Default::default(),
             magic: c(MAGIC.into()),
             version: c(WIRE_VERSION.into()),
             at_type: c(lo(header::FRAME_TYPE)),
@@ -183,26 +185,22 @@ impl<const W: usize, const K: usize> Logic for Framer<W, K> {
             self.body_valid.d.next = false;
         }
         self.total.next = self.carry_count.q.val() + self.keep_count.count.val();
-        self.s_hdr_ready.next = self.phase.q.val() == FramerPhase::Idle;
+        self.hdr_word.next = bit_cast::<HEADER_BITS, MAGIC_BITS>(self.magic.val())
+            | (bit_cast::<HEADER_BITS, VERSION_BITS>(self.version.val()) << self.at_version.val())
+            | (bit_cast::<HEADER_BITS, FRAME_TYPE_BITS>(self.s_hdr_frame_type.val()) << self.at_type.val())
+            | (bit_cast::<HEADER_BITS, KIND_BITS>(self.s_hdr_kind.val()) << self.at_kind.val())
+            | (bit_cast::<HEADER_BITS, TAG_BITS>(self.s_hdr_service_tag.val()) << self.at_tag.val())
+            | (bit_cast::<HEADER_BITS, LENGTH_BITS>(self.s_hdr_length.val()) << self.at_length.val())
+            | (bit_cast::<HEADER_BITS, SEQUENCE_BITS>(self.s_hdr_sequence.val()) << self.at_sequence.val())
+            | (bit_cast::<HEADER_BITS, OFFSET_BITS>(self.s_hdr_window_offset.val()) << self.at_offset.val());
+        // The next header is taken while idle or in the cycle the previous frame's
+        // last bytes leave (no idle cycle between frames).
+        self.s_hdr_ready.next =
+            (self.phase.q.val() == FramerPhase::Idle) | ((self.phase.q.val() == FramerPhase::Flush) & self.body_free.val());
+        self.take_hdr.next = self.s_hdr_valid.val() & self.s_hdr_ready.val();
         self.s_axis_tready.next = (self.phase.q.val() == FramerPhase::Payload) & self.body_free.val();
         match self.phase.q.val() {
-            FramerPhase::Idle => {
-                if self.s_hdr_valid.val() {
-                    self.hdr.d.next = bit_cast::<HEADER_BITS, MAGIC_BITS>(self.magic.val())
-                        | (bit_cast::<HEADER_BITS, VERSION_BITS>(self.version.val()) << self.at_version.val())
-                        | (bit_cast::<HEADER_BITS, FRAME_TYPE_BITS>(self.s_hdr_frame_type.val()) << self.at_type.val())
-                        | (bit_cast::<HEADER_BITS, KIND_BITS>(self.s_hdr_kind.val()) << self.at_kind.val())
-                        | (bit_cast::<HEADER_BITS, TAG_BITS>(self.s_hdr_service_tag.val()) << self.at_tag.val())
-                        | (bit_cast::<HEADER_BITS, LENGTH_BITS>(self.s_hdr_length.val()) << self.at_length.val())
-                        | (bit_cast::<HEADER_BITS, SEQUENCE_BITS>(self.s_hdr_sequence.val()) << self.at_sequence.val())
-                        | (bit_cast::<HEADER_BITS, OFFSET_BITS>(self.s_hdr_window_offset.val()) << self.at_offset.val());
-                    self.zero_length.d.next = self.s_hdr_length.val() == 0;
-                    self.beat.d.next = 0.into();
-                    self.carry.d.next = 0.into();
-                    self.carry_count.d.next = 0.into();
-                    self.phase.d.next = FramerPhase::Header;
-                }
-            }
+            FramerPhase::Idle => {}
             FramerPhase::Header => {
                 if self.beat.q.val() == self.header_beats.val() {
                     // The header's remaining bytes (wide datapaths) wait as carry.
@@ -252,6 +250,25 @@ impl<const W: usize, const K: usize> Logic for Framer<W, K> {
                     self.body_valid.d.next = true;
                     self.phase.d.next = FramerPhase::Idle;
                 }
+            }
+        }
+        if self.take_hdr.val() {
+            self.hdr.d.next = self.hdr_word.val();
+            self.zero_length.d.next = self.s_hdr_length.val() == 0;
+            self.beat.d.next = 0.into();
+            if self.header_beats.val() == 0 {
+                // Wide datapaths: the whole header waits as carry in front of the payload.
+                self.carry.d.next = bit_cast::<W, HEADER_BITS>(self.hdr_word.val());
+                self.carry_count.d.next = self.header_tail.val();
+                if self.s_hdr_length.val() == 0 {
+                    self.phase.d.next = FramerPhase::Flush;
+                } else {
+                    self.phase.d.next = FramerPhase::Payload;
+                }
+            } else {
+                self.carry.d.next = 0.into();
+                self.carry_count.d.next = 0.into();
+                self.phase.d.next = FramerPhase::Header;
             }
         }
     }

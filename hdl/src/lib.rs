@@ -4,6 +4,7 @@
 pub mod crc32c_accum;
 pub mod crc32c_step;
 pub mod crc32c_tail;
+pub mod crc32c_tail_wide;
 pub mod crc_append;
 pub mod crc_check;
 pub mod crc_matrix;
