@@ -68,7 +68,9 @@ unsafe impl Sync for MemRegion {}
 
 impl MemRegion {
     /// Maps `path` shared, creating it and extending it to `len` bytes if needed. An
-    /// existing file keeps its contents (that is the point: it models NVRAM).
+    /// existing file keeps its contents (that is the point: it models NVRAM). The pages are
+    /// populated up front (as DMA memory is pinned), so the data path never waits for a
+    /// page fault.
     pub fn file_backed(path: &Path, len: u64, dma_base: u64) -> io::Result<Self> {
         let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
         let cur = file.metadata()?.len();
@@ -78,14 +80,14 @@ impl MemRegion {
         // SAFETY: the file is opened read-write and is at least `len` bytes long. Other
         // processes may map it too (that is how a restarted node finds its data); this
         // type never hands out references into the mapping, only byte copies.
-        let mut map = unsafe { memmap2::MmapOptions::new().len(len as usize).map_mut(&file)? };
+        let mut map = unsafe { memmap2::MmapOptions::new().len(len as usize).populate().map_mut(&file)? };
         let ptr = map.as_mut_ptr();
         Ok(MemRegion { ptr, len: len as usize, dma_base, backing: Backing::File(map) })
     }
 
     /// An anonymous zeroed region (not persistent), for tests and benchmarks.
     pub fn anonymous(len: u64, dma_base: u64) -> io::Result<Self> {
-        let mut map = memmap2::MmapMut::map_anon(len as usize)?;
+        let mut map = memmap2::MmapOptions::new().len(len as usize).populate().map_anon()?;
         let ptr = map.as_mut_ptr();
         Ok(MemRegion { ptr, len: len as usize, dma_base, backing: Backing::Anon(map) })
     }

@@ -6,6 +6,8 @@
 //!   36-byte reply (the size of an ACK frame); the client waits for the reply.
 //! - raw stream: the client writes S-byte messages back to back; the server reads them.
 //!
+//! Engine: one entry through the engine alone (post, doorbell, wait), no log record.
+//!
 //! Mirrored: a two-engine pair in this process; `MirroredLog::append` (record header,
 //! CRC, local copy, frame, partner's CRC check and window write, ACK) for latency, and
 //! `submit_many` in batches with a bounded number of records in flight for throughput.
@@ -167,6 +169,23 @@ fn keep_room(p: &MirroredPair, store: &mut NullStore) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The engine alone: one entry of `size` bytes posted and waited for through the mirror
+/// (no log record), to separate the engine's cost from the log's.
+fn engine_latency(p: &MirroredPair, size: usize, iters: usize) -> anyhow::Result<Lat> {
+    let mirror = p.log.mirror();
+    let span =
+        crate::mirror::Span { opcode: tandem_hsi::Opcode::Page, service_tag: 1, offset: p.log.geometry().page_offset, len: size as u64 };
+    let mut h = hist();
+    for i in 0..iters + iters / 10 {
+        let t = Instant::now();
+        mirror.mirror(&[span])?;
+        if i >= iters / 10 {
+            h.record(t.elapsed().as_nanos() as u64)?;
+        }
+    }
+    Ok(lat(&h))
+}
+
 fn mirrored_latency(p: &MirroredPair, size: usize, iters: usize) -> anyhow::Result<Lat> {
     let payload = vec![0xC3u8; size];
     let mut store = NullStore::default();
@@ -219,18 +238,23 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     let stream_total: u64 = (2u64 << 30) / scale as u64;
     println!("tandem bench: loopback, one process, {} (sizes {:?})", if quick { "quick run" } else { "full run" }, SIZES);
     println!();
-    println!("{:>7} | {:>29} | {:>29} | {:>6}", "size", "raw ping-pong p50/p99/p99.9 us", "mirrored p50/p99/p99.9 us", "p50 x");
+    println!(
+        "{:>7} | {:>29} | {:>11} | {:>29} | {:>6}",
+        "size", "raw ping-pong p50/p99/p99.9 us", "engine p50", "mirrored p50/p99/p99.9 us", "p50 x"
+    );
     let pair = mirrored_pair()?;
     let mut p50_4k = (0.0, 0.0);
     for size in SIZES {
         let raw = raw_ping_pong(size, iters(size))?;
+        let e = engine_latency(&pair, size, iters(size))?;
         let m = mirrored_latency(&pair, size, iters(size))?;
         println!(
-            "{:>7} | {:>9.1} {:>9.1} {:>9.1} | {:>9.1} {:>9.1} {:>9.1} | {:>6.2}",
+            "{:>7} | {:>9.1} {:>9.1} {:>9.1} | {:>11.1} | {:>9.1} {:>9.1} {:>9.1} | {:>6.2}",
             size,
             raw.p50,
             raw.p99,
             raw.p999,
+            e.p50,
             m.p50,
             m.p99,
             m.p999,
