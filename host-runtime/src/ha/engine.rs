@@ -640,10 +640,16 @@ impl HaEngine {
                             // service (it is the holder, the witness will grant it).
                             s.requested = true;
                             s.retry_at = now + half;
-                            Self::note(
-                                out,
-                                format!("service {}: copy stale at the witness (holder {who}); asking the partner to serve it", service.0),
-                            );
+                            if s.refusal != Some("stale") {
+                                s.refusal = Some("stale");
+                                Self::note(
+                                    out,
+                                    format!(
+                                        "service {}: copy stale at the witness (holder {who}); asking the partner to serve it",
+                                        service.0
+                                    ),
+                                );
+                            }
                         } else {
                             s.want = false;
                             Self::note(
@@ -919,8 +925,12 @@ impl HaEngine {
                     out.push(Command::MarkCopy { service: *id, current: false });
                 }
             }
-            let all_stale =
-                self.services.values().all(|s| !matches!(s.phase, Phase::Serving | Phase::Flushing) || s.mark == CopyMark::Stale);
+            // A "current" mark still in flight could land after this and undo the stale
+            // mark: wait for it (then mark stale again) before going unmirrored.
+            let all_stale = self
+                .services
+                .values()
+                .all(|s| !matches!(s.phase, Phase::Serving | Phase::Flushing) || (s.mark == CopyMark::Stale && s.mark_in_flight.is_none()));
             if self.mirror_mode && all_stale {
                 self.mirror_mode = false;
                 self.needs_resync = true;
@@ -938,6 +948,7 @@ impl HaEngine {
         let mirrored_ok = self.mirror_mode && self.want_mirrored();
         let fully = self.fully_mirrored();
         let info = self.partner.info.clone().filter(|_| alive);
+        let needs_resync = &mut self.needs_resync;
         for (id, s) in self.services.iter_mut() {
             // Acquire what is wanted and not held.
             if s.want && s.phase == Phase::Idle && s.acquire_sent.is_none() && now >= s.retry_at {
@@ -976,6 +987,11 @@ impl HaEngine {
             // Start serving once replayed, mirrored or with the copy marked stale.
             if s.phase == Phase::Ready && (mirrored_ok || s.mark == CopyMark::Stale) {
                 s.phase = Phase::Serving;
+                if s.mark != CopyMark::Current {
+                    // This incarnation does not know the partner's copy of it to be
+                    // current: resync before marking it current or handing it over.
+                    *needs_resync = true;
+                }
                 out.push(Command::StartServing { service: *id });
                 Self::note(out, format!("service {}: serving", id.0));
             }
