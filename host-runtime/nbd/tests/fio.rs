@@ -69,7 +69,10 @@ impl BlockDevice for Probe {
 }
 
 fn fio(addr: std::net::SocketAddr, name: &str, extra: &[&str]) -> Output {
+    // fio may leave state files in its working directory: keep them out of the tree.
+    let dir = tempfile::tempdir().unwrap();
     let mut c = Command::new(require_tool("fio", "fio"));
+    c.current_dir(dir.path());
     c.args([
         "--name",
         name,
@@ -82,6 +85,7 @@ fn fio(addr: std::net::SocketAddr, name: &str, extra: &[&str]) -> Output {
         "--verify_fatal=1",
         "--do_verify=1",
         "--runtime=40",
+        "--verify_state_save=0",
         "--output-format=json",
     ])
     .args(extra);
