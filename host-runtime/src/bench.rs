@@ -186,6 +186,39 @@ fn engine_latency(p: &MirroredPair, size: usize, iters: usize) -> anyhow::Result
     Ok(lat(&h))
 }
 
+/// The engine alone, pipelined: entries of `size` bytes copying the node's own log region
+/// to the partner (which already holds the same bytes), at most `depth` batches of
+/// `batch` entries in flight.
+fn engine_throughput(p: &MirroredPair, size: usize, total: u64, batch: usize, depth: usize) -> anyhow::Result<f64> {
+    let mirror = p.log.mirror();
+    let region = p.log.geometry().log_size;
+    let count = (total / size as u64).max(batch as u64);
+    let mut inflight = std::collections::VecDeque::new();
+    let (mut done, mut submitted) = (0u64, 0u64);
+    let t = Instant::now();
+    while done < count {
+        while submitted < count && inflight.len() < depth {
+            let spans: Vec<_> = (0..batch.min((count - submitted) as usize))
+                .map(|i| {
+                    let off = ((submitted + i as u64) * size as u64) % (region - size as u64);
+                    crate::mirror::Span {
+                        opcode: tandem_hsi::Opcode::Log,
+                        service_tag: 1,
+                        offset: tandem_hsi::window::LOG_OFFSET + off,
+                        len: size as u64,
+                    }
+                })
+                .collect();
+            submitted += spans.len() as u64;
+            inflight.push_back((spans.len() as u64, mirror.submit(&spans)?));
+        }
+        let (n, t) = inflight.pop_front().expect("non-empty");
+        mirror.wait(t)?;
+        done += n;
+    }
+    Ok(count as f64 * size as f64 / t.elapsed().as_secs_f64())
+}
+
 fn mirrored_latency(p: &MirroredPair, size: usize, iters: usize) -> anyhow::Result<Lat> {
     let payload = vec![0xC3u8; size];
     let mut store = NullStore::default();
@@ -265,14 +298,26 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
         }
     }
     println!();
-    println!("{:>7} | {:>14} | {:>14} | {:>16} | {:>6}", "size", "raw MB/s", "mirrored MB/s", "mirrored appends/s", "ratio");
+    println!(
+        "{:>7} | {:>14} | {:>14} | {:>14} | {:>16} | {:>6}",
+        "size", "raw MB/s", "engine MB/s", "mirrored MB/s", "mirrored appends/s", "ratio"
+    );
     let mut tput_64k = (0.0, 0.0);
     let mut rate_64 = 0.0;
     for size in SIZES {
         let raw = raw_stream(size, stream_total.min(size as u64 * 4_000_000 / scale as u64))?;
         let total = if size == 64 { 64 * 2_000_000 / scale as u64 } else { stream_total / 2 };
+        let engine = engine_throughput(&pair, size, total, 64, 16)?;
         let (rate, bytes) = mirrored_throughput(&pair, size, total, 64, 1024)?;
-        println!("{:>7} | {:>14.0} | {:>14.0} | {:>16.0} | {:>6.2}", size, raw / 1e6, bytes / 1e6, rate, bytes / raw);
+        println!(
+            "{:>7} | {:>14.0} | {:>14.0} | {:>14.0} | {:>16.0} | {:>6.2}",
+            size,
+            raw / 1e6,
+            engine / 1e6,
+            bytes / 1e6,
+            rate,
+            bytes / raw
+        );
         if size == 65536 {
             tput_64k = (raw, bytes);
         }
