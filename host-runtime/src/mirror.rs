@@ -8,6 +8,7 @@
 //! thread is polling (leader/follower), so an acknowledgement reaches the waiter without
 //! an extra thread hop.
 
+use crate::dirty::DirtyMap;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -75,6 +76,11 @@ pub struct Tickets {
     pub last: u64,
 }
 
+impl Tickets {
+    /// A submission that needed no engine entries (local-only mode): already complete.
+    pub const NONE: Tickets = Tickets { first: 0, last: 0 };
+}
+
 /// See the module docs.
 pub struct Mirror {
     engine: Arc<dyn Engine>,
@@ -84,6 +90,18 @@ pub struct Mirror {
     post: Mutex<()>,
     max_payload: u64,
     ack_timeout_ns: std::sync::atomic::AtomicU64,
+    /// `Some` while acknowledging without the partner: what changed meanwhile.
+    local_only: Mutex<Option<DirtyMap>>,
+}
+
+/// Whether writes wait for the partner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MirrorMode {
+    /// Acknowledged once the partner's window holds them.
+    Mirrored,
+    /// Acknowledged once in the local region; changed ranges are tracked for resync.
+    LocalOnly,
 }
 
 impl std::fmt::Debug for Mirror {
@@ -104,7 +122,53 @@ impl Mirror {
             post: Mutex::new(()),
             max_payload,
             ack_timeout_ns: std::sync::atomic::AtomicU64::new(ack_timeout.as_nanos() as u64),
+            local_only: Mutex::new(None),
         }
+    }
+
+    /// Current mode.
+    pub fn mode(&self) -> MirrorMode {
+        match *self.local_only.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(_) => MirrorMode::LocalOnly,
+            None => MirrorMode::Mirrored,
+        }
+    }
+
+    /// Stops waiting for the partner: later submissions are acknowledged at once and their
+    /// ranges marked for resync. The HA engine calls this only after the witness recorded
+    /// that the partner's copy is stale.
+    pub fn set_local_only(&self) {
+        let _order = self.post.lock().unwrap_or_else(|e| e.into_inner());
+        let mut lo = self.local_only.lock().unwrap_or_else(|e| e.into_inner());
+        if lo.is_none() {
+            *lo = Some(DirtyMap::new(self.engine.host_region().len()));
+        }
+    }
+
+    /// Waits for the partner again: later submissions are mirrored. Returns what changed
+    /// while local-only, for [`Mirror::resync`].
+    pub fn set_mirrored(&self) -> DirtyMap {
+        let _order = self.post.lock().unwrap_or_else(|e| e.into_inner());
+        let taken = self.local_only.lock().unwrap_or_else(|e| e.into_inner()).take();
+        taken.unwrap_or_else(|| DirtyMap::new(self.engine.host_region().len()))
+    }
+
+    /// Copies the marked ranges of the host region to the partner's window, in batches,
+    /// reporting `(bytes done, bytes total)`, then a barrier. Call it in mirrored mode:
+    /// writes made meanwhile are mirrored themselves, and each range is read from the host
+    /// region when it is sent, so the partner ends with the current bytes.
+    pub fn resync(&self, dirty: &DirtyMap, mut progress: impl FnMut(u64, u64)) -> Result<(), MirrorError> {
+        let total = dirty.bytes();
+        let mut done = 0;
+        progress(0, total);
+        for batch in dirty.ranges().chunks(64) {
+            let spans: Vec<Span> = batch.iter().map(|&(offset, len)| Span { opcode: Opcode::Page, service_tag: 0, offset, len }).collect();
+            self.mirror(&spans)?;
+            done += batch.iter().map(|(_, l)| l).sum::<u64>();
+            progress(done, total);
+        }
+        self.mirror(&[Span { opcode: Opcode::Barrier, service_tag: 0, offset: 0, len: 0 }])?;
+        Ok(())
     }
 
     /// How long a waiter waits for the partner before giving up.
@@ -135,6 +199,12 @@ impl Mirror {
     /// Entries are posted in call order across threads.
     pub fn submit(&self, spans: &[Span]) -> Result<Tickets, MirrorError> {
         let _order = self.post.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(dirty) = self.local_only.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            for s in spans {
+                dirty.mark(s.offset, s.len);
+            }
+            return Ok(Tickets::NONE);
+        }
         let base = self.engine.host_region().dma_base();
         let mut ticket = self.lock().submitted;
         let first = ticket + 1;
