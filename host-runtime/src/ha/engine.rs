@@ -478,6 +478,9 @@ impl HaEngine {
                         format!("service {}: witness records the partner's copy {}", service.0, if current { "current" } else { "stale" }),
                     );
                 } else {
+                    // Unconfirmed is not "unchanged": the request may have reached the
+                    // witness and only the answer got lost. Assume nothing.
+                    s.mark = CopyMark::Unknown;
                     s.mark_retry_at = now + self.cfg.heartbeat_interval_ms / 2;
                     Self::note(
                         out,
@@ -527,7 +530,6 @@ impl HaEngine {
                 self.resync = Resync::Idle;
                 self.resync_progress = None;
                 if ok {
-                    self.needs_resync = false;
                     for s in self.services.values_mut() {
                         if matches!(s.phase, Phase::Serving | Phase::Flushing | Phase::Ready) && s.mark == CopyMark::Unknown {
                             s.mark = CopyMark::Stale;
@@ -535,6 +537,7 @@ impl HaEngine {
                     }
                     Self::note(out, "resync done; marking copies current".to_string());
                 } else {
+                    self.needs_resync = true;
                     self.resync_retry_at = now + self.cfg.heartbeat_interval_ms;
                     Self::note(out, "resync failed; retrying".to_string());
                 }
@@ -563,6 +566,7 @@ impl HaEngine {
             if info.incarnation > p {
                 Self::note(out, format!("partner restarted (incarnation {p} -> {}); resync owed", info.incarnation));
                 self.needs_resync = true;
+                self.rewant_home(out);
             }
         }
         for (id, s) in self.services.iter_mut() {
@@ -579,6 +583,7 @@ impl HaEngine {
         let half = self.cfg.heartbeat_interval_ms / 2;
         let partner_alive = self.partner.alive;
         let partner_released = self.partner_lists(service, |i| &i.released);
+        let partner_serves = self.partner_lists(service, |i| &i.serving);
         let last_heard = self.partner.last_heard;
         let Some(s) = self.services.get_mut(&service) else {
             Self::note(out, format!("witness answered about unknown service {}", service.0));
@@ -625,13 +630,16 @@ impl HaEngine {
                 let who = holder.map(|h| h.0.to_string()).unwrap_or_else(|| "-".into());
                 match reason {
                     DenyReason::HeldByOther => {
-                        if partner_alive && !s.requested && !partner_released {
+                        if partner_alive && !s.requested && !partner_released && partner_serves {
                             s.want = false;
                             Self::note(out, format!("service {}: held by node {who}; leaving it there until giveback", service.0));
                         } else {
                             let expiry = last_heard.map(|t| t + lease_ms + half).unwrap_or(0);
                             s.retry_at = (now + half).max(if partner_alive { 0 } else { expiry });
-                            Self::note(out, format!("service {}: held by node {who}; retrying at {}", service.0, s.retry_at));
+                            if s.refusal != Some("held") {
+                                s.refusal = Some("held");
+                                Self::note(out, format!("service {}: held by node {who}; retrying at {}", service.0, s.retry_at));
+                            }
                         }
                     }
                     DenyReason::CopyStale => {
@@ -704,6 +712,8 @@ impl HaEngine {
             if s.home != self.me && s.want {
                 s.want = false;
                 s.requested = false;
+                // Not held at all (lease lapsed): tell the partner to take it.
+                s.released_for_partner = s.phase == Phase::Idle && s.acquire_sent.is_none();
                 any = true;
                 Self::note(out, format!("operator giveback: handing service {} back", id.0));
             } else if s.home == self.me && !s.want {
@@ -766,10 +776,27 @@ impl HaEngine {
             if !self.booting {
                 self.needs_resync = true;
             }
+            self.rewant_home(out);
         } else {
             Self::note(out, format!("partner lost: no heartbeat on either path for {} ms", self.cfg.detect_ms()));
             if !self.booting {
                 self.take_over_all(out);
+            }
+        }
+    }
+
+    /// The partner is back (or restarted): try again for home services given up while it
+    /// was away (a takeover refused for a stale copy, say). If the partner serves one, the
+    /// next reconcile leaves it there; if the witness says only the partner's copy is
+    /// current, the partner is asked to serve it first.
+    fn rewant_home(&mut self, out: &mut Vec<Command>) {
+        let me = self.me;
+        for (id, s) in self.services.iter_mut() {
+            if s.home == me && !s.want && s.phase == Phase::Idle && s.acquire_sent.is_none() {
+                s.want = true;
+                s.requested = false;
+                s.retry_at = 0;
+                Self::note(out, format!("service {}: partner back; trying for this home service again", id.0));
             }
         }
     }
@@ -902,14 +929,17 @@ impl HaEngine {
             }
             if !self.booting && self.needs_resync && self.resync == Resync::Idle && now >= self.resync_retry_at {
                 self.resync = Resync::Running;
+                // Consumed now: anything that needs a resync while this one runs (a service
+                // started meanwhile) sets it again and gets another.
+                self.needs_resync = false;
                 self.resync_progress = None;
                 out.push(Command::StartResync);
                 Self::note(out, "resync: copying what changed meanwhile to the partner".to_string());
             }
             if !self.needs_resync && self.resync == Resync::Idle {
                 for (id, s) in self.services.iter_mut() {
-                    let held = matches!(s.phase, Phase::Serving | Phase::Flushing | Phase::Ready);
-                    if held && s.mark == CopyMark::Stale && s.mark_in_flight.is_none() && now >= s.mark_retry_at {
+                    let held = matches!(s.phase, Phase::Serving | Phase::Flushing);
+                    if held && s.mark != CopyMark::Current && s.mark_in_flight.is_none() && now >= s.mark_retry_at {
                         s.mark_in_flight = Some(true);
                         out.push(Command::MarkCopy { service: *id, current: true });
                     }
