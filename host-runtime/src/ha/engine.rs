@@ -530,11 +530,6 @@ impl HaEngine {
                 self.resync = Resync::Idle;
                 self.resync_progress = None;
                 if ok {
-                    for s in self.services.values_mut() {
-                        if matches!(s.phase, Phase::Serving | Phase::Flushing | Phase::Ready) && s.mark == CopyMark::Unknown {
-                            s.mark = CopyMark::Stale;
-                        }
-                    }
                     Self::note(out, "resync done; marking copies current".to_string());
                 } else {
                     self.needs_resync = true;
@@ -612,6 +607,9 @@ impl HaEngine {
                 match s.phase {
                     Phase::Acquiring | Phase::Idle => {
                         s.phase = Phase::Replaying;
+                        // Between two of our leases the other node may have held it and
+                        // changed the copy record: what we knew no longer holds.
+                        s.mark = CopyMark::Unknown;
                         s.refusal = None;
                         out.push(Command::Replay { service });
                         Self::note(out, format!("service {}: lease granted (epoch {epoch}); replaying", service.0));
@@ -713,7 +711,7 @@ impl HaEngine {
                 s.want = false;
                 s.requested = false;
                 // Not held at all (lease lapsed): tell the partner to take it.
-                s.released_for_partner = s.phase == Phase::Idle && s.acquire_sent.is_none();
+                s.released_for_partner = matches!(s.phase, Phase::Idle | Phase::Acquiring);
                 any = true;
                 Self::note(out, format!("operator giveback: handing service {} back", id.0));
             } else if s.home == self.me && !s.want {
