@@ -103,11 +103,10 @@ impl MirroredDevice {
                     cache.insert(block, Cached { data: None, lsn });
                 }
                 _ => {
-                    if !cache.contains_key(&block) {
-                        let loaded = self.load(block)?;
-                        cache.insert(block, Cached { data: Some(loaded), lsn });
-                    }
-                    let c = cache.get_mut(&block).expect("inserted above");
+                    let c = match cache.entry(block) {
+                        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(v) => v.insert(Cached { data: Some(self.load(block)?), lsn }),
+                    };
                     let buf = c.data.get_or_insert_with(|| vec![0u8; BLOCK as usize].into_boxed_slice());
                     let dst = &mut buf[in_block as usize..(in_block + n) as usize];
                     match data {
