@@ -15,7 +15,7 @@ use tandem_hsi::window::{RecordHeader, RecordOp};
 
 /// Bytes before the data area.
 pub const SUPERBLOCK_SIZE: u64 = 4096;
-const SLOT_SIZE: usize = 64;
+const SLOT_SIZE: usize = 16 + MAX_LOGS * 12 + 4;
 const MAGIC: u32 = u32::from_le_bytes(*b"TBSB");
 
 /// Store errors.
@@ -68,32 +68,60 @@ pub trait Store: Send {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Logs remembered per superblock slot (an image can receive records from the log of
+/// each node that served it over time; the oldest entry is dropped when full).
+const MAX_LOGS: usize = 16;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Applied {
     generation: u64,
-    log_id: u32,
-    lsn: u64,
+    /// `(log id, applied LSN)`, oldest first.
+    logs: Vec<(u32, u64)>,
 }
 
 impl Applied {
+    fn lsn(&self, log_id: u32) -> u64 {
+        self.logs.iter().find(|(id, _)| *id == log_id).map_or(0, |(_, l)| *l)
+    }
+
+    fn with(&self, log_id: u32, lsn: u64) -> Applied {
+        let mut logs: Vec<_> = self.logs.iter().copied().filter(|(id, _)| *id != log_id).collect();
+        if logs.len() == MAX_LOGS {
+            logs.remove(0);
+        }
+        logs.push((log_id, lsn));
+        Applied { generation: self.generation + 1, logs }
+    }
+
+    // Slot: magic u32, count u32, generation u64, then MAX_LOGS x (log id u32, LSN u64),
+    // then CRC32C of everything before it.
     fn encode(&self) -> [u8; SLOT_SIZE] {
         let mut b = [0u8; SLOT_SIZE];
         b[0..4].copy_from_slice(&MAGIC.to_le_bytes());
-        b[4..8].copy_from_slice(&self.log_id.to_le_bytes());
+        b[4..8].copy_from_slice(&(self.logs.len() as u32).to_le_bytes());
         b[8..16].copy_from_slice(&self.generation.to_le_bytes());
-        b[16..24].copy_from_slice(&self.lsn.to_le_bytes());
-        let crc = crc32c::crc32c(&b[..60]);
-        b[60..64].copy_from_slice(&crc.to_le_bytes());
+        for (i, (id, lsn)) in self.logs.iter().enumerate() {
+            let o = 16 + i * 12;
+            b[o..o + 4].copy_from_slice(&id.to_le_bytes());
+            b[o + 4..o + 12].copy_from_slice(&lsn.to_le_bytes());
+        }
+        let crc = crc32c::crc32c(&b[..SLOT_SIZE - 4]);
+        b[SLOT_SIZE - 4..].copy_from_slice(&crc.to_le_bytes());
         b
     }
 
     fn decode(b: &[u8]) -> Option<Self> {
-        let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"));
-        let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
-        if b.len() < SLOT_SIZE || u32_at(0) != MAGIC || u32_at(60) != crc32c::crc32c(&b[..60]) {
+        if b.len() < SLOT_SIZE {
             return None;
         }
-        Some(Applied { log_id: u32_at(4), generation: u64_at(8), lsn: u64_at(16) })
+        let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"));
+        let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
+        let count = u32_at(4) as usize;
+        if u32_at(0) != MAGIC || count > MAX_LOGS || u32_at(SLOT_SIZE - 4) != crc32c::crc32c(&b[..SLOT_SIZE - 4]) {
+            return None;
+        }
+        let logs = (0..count).map(|i| (u32_at(16 + i * 12), u64_at(20 + i * 12))).collect();
+        Some(Applied { generation: u64_at(8), logs })
     }
 }
 
@@ -173,15 +201,11 @@ impl Store for BackingStore {
     }
 
     fn applied_lsn(&self, log_id: u32) -> u64 {
-        if self.applied.log_id == log_id {
-            self.applied.lsn
-        } else {
-            0
-        }
+        self.applied.lsn(log_id)
     }
 
     fn set_applied(&mut self, log_id: u32, lsn: u64) -> Result<(), StoreError> {
-        let next = Applied { generation: self.applied.generation + 1, log_id, lsn };
+        let next = self.applied.with(log_id, lsn);
         let slot = (next.generation % 2) * SLOT_SIZE as u64;
         self.file.write_all_at(&next.encode(), slot).map_err(self.io_err("write superblock"))?;
         self.file.sync_data().map_err(self.io_err("sync superblock"))?;
@@ -347,9 +371,13 @@ mod tests {
             assert!(matches!(s.write_at((1 << 16) - 2, b"xyz"), Err(StoreError::OutOfRange { .. })));
             assert!(s.write_at(u64::MAX, b"x").is_err());
         }
-        let s = BackingStore::open(&p, 1 << 16).unwrap();
+        let mut s = BackingStore::open(&p, 1 << 16).unwrap();
         assert_eq!(s.applied_lsn(5), 12);
         assert_eq!(s.applied_lsn(6), 0);
+        // Records from another node's log are tracked beside, not instead of, the first.
+        s.set_applied(6, 3).unwrap();
+        let s = BackingStore::open(&p, 1 << 16).unwrap();
+        assert_eq!((s.applied_lsn(5), s.applied_lsn(6)), (12, 3));
         let mut b = [0u8; 4];
         s.read_at(100, &mut b).unwrap();
         assert_eq!(&b, b"data");
@@ -365,7 +393,7 @@ mod tests {
             s.set_applied(1, 4).unwrap(); // generation 2 -> slot 0
         }
         let f = OpenOptions::new().write(true).open(&p).unwrap();
-        f.write_all_at(&[0xff; 8], 16).unwrap(); // tear slot 0
+        f.write_all_at(&[0xff; 8], 20).unwrap(); // tear slot 0
         let s = BackingStore::open(&p, 4096).unwrap();
         assert_eq!(s.applied_lsn(1), 3);
     }
