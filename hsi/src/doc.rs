@@ -115,10 +115,11 @@ pub fn render() -> String {
     );
     let _ = writeln!(
         out,
-        "| offset | what |\n|---|---|\n| {:#06x} | window header |\n| {:#06x} | consistency-point marker, slot 0 |\n| {:#06x} | consistency-point marker, slot 1 |\n| {:#06x} | log region (`LOG_SIZE` bytes, records aligned to {} bytes) |\n| `PAGE_TABLE_OFFSET` | page table, one entry per page |\n| `PAGE_OFFSET` | pages ({}-byte aligned) |\n",
+        "| offset | what |\n|---|---|\n| {:#06x} | window header |\n| {:#06x} | consistency-point marker, slot 0 |\n| {:#06x} | consistency-point marker, slot 1 |\n| {:#06x} | status block (the node's latest HA heartbeat) |\n| {:#06x} | log region (`LOG_SIZE` bytes, records aligned to {} bytes) |\n| `PAGE_TABLE_OFFSET` | page table, one entry per page |\n| `PAGE_OFFSET` | pages ({}-byte aligned) |\n",
         crate::window::HEADER_OFFSET,
         crate::window::MARKER_OFFSETS[0],
         crate::window::MARKER_OFFSETS[1],
+        crate::window::STATUS_OFFSET,
         crate::window::LOG_OFFSET,
         crate::window::RECORD_ALIGN,
         crate::window::PAGE_ALIGN
@@ -131,6 +132,7 @@ pub fn render() -> String {
     );
     layout_table(&mut out, &crate::window::header::LAYOUT);
     layout_table(&mut out, &crate::window::marker::LAYOUT);
+    layout_table(&mut out, &crate::window::status::LAYOUT);
     layout_table(&mut out, &crate::window::record::LAYOUT);
     layout_table(&mut out, &crate::window::page_entry::LAYOUT);
     out

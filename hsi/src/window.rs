@@ -9,6 +9,7 @@
 //! 0x0000  window header   (geometry, written once at format time)
 //! 0x1000  CP marker slot 0 \ the newest valid slot says "applied to the backing store
 //! 0x1040  CP marker slot 1 / up to LSN N; the next record starts at log offset X"
+//! 0x1100  status block     (the node's latest HA heartbeat, JSON)
 //! 0x2000  log region       (ring of records, LOG_SIZE bytes)
 //!         page table       (PAGE_COUNT entries of 32 bytes)
 //!         pages            (PAGE_COUNT pages of PAGE_SIZE bytes, 4 KiB aligned)
@@ -30,6 +31,13 @@ pub const LAYOUT_VERSION: u16 = 1;
 pub const HEADER_OFFSET: u64 = 0;
 /// Offsets of the two CP marker slots.
 pub const MARKER_OFFSETS: [u64; 2] = [0x1000, 0x1040];
+/// Offset of the status block: the node's latest HA heartbeat, mirrored like any change,
+/// so the partner can read it from its mirror window (heartbeats over the mirror link).
+pub const STATUS_OFFSET: u64 = 0x1100;
+/// Size of the status block (header and body).
+pub const STATUS_SIZE: u64 = 0xF00;
+/// Status block magic: `TPST`.
+pub const STATUS_MAGIC: u32 = u32::from_le_bytes(*b"TPST");
 /// Start of the log region.
 pub const LOG_OFFSET: u64 = 0x2000;
 /// Records start on this alignment.
@@ -69,6 +77,43 @@ crate::layout! {
         RESERVED5 @ 56, 4 => "reserved, 0";
         CRC @ 60, 4 => "CRC32C of bytes 0..60";
     }
+}
+
+crate::layout! {
+    /// Status block header fields; the body (UTF-8 JSON, `LENGTH` bytes) follows.
+    pub mod status ("Status block header (offset 0x1100; body follows, at most 0xF00 - 24 bytes)", size = 24) {
+        MAGIC @ 0, 4 => "0x54535054, the ASCII bytes `TPST`";
+        LENGTH @ 4, 4 => "body length in bytes";
+        SEQUENCE @ 8, 8 => "incremented by every heartbeat the node writes";
+        RESERVED @ 16, 4 => "reserved, 0";
+        CRC @ 20, 4 => "CRC32C of bytes 0..20 and the body";
+    }
+}
+
+/// Encodes a status block (header and body); `None` if the body does not fit.
+pub fn encode_status(sequence: u64, body: &[u8]) -> Option<Vec<u8>> {
+    if body.len() as u64 > STATUS_SIZE - status::SIZE as u64 {
+        return None;
+    }
+    let mut b = vec![0u8; status::SIZE + body.len()];
+    status::MAGIC.put(&mut b, STATUS_MAGIC.into());
+    status::LENGTH.put(&mut b, body.len() as u64);
+    status::SEQUENCE.put(&mut b, sequence);
+    b[status::SIZE..].copy_from_slice(body);
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&b[..status::CRC.offset]), body);
+    status::CRC.put(&mut b, crc.into());
+    Some(b)
+}
+
+/// Decodes a status block: `(sequence, body)`, or `None` when empty, torn or corrupt.
+pub fn decode_status(b: &[u8]) -> Option<(u64, &[u8])> {
+    if b.len() < status::SIZE || status::MAGIC.get(b) != STATUS_MAGIC as u64 {
+        return None;
+    }
+    let len = status::LENGTH.get(b) as usize;
+    let body = b.get(status::SIZE..status::SIZE.checked_add(len)?)?;
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&b[..status::CRC.offset]), body);
+    (status::CRC.get(b) == crc as u64).then(|| (status::SEQUENCE.get(b), body))
 }
 
 crate::layout! {
@@ -457,6 +502,18 @@ mod tests {
         assert!(RecordHeader::crc_ok(&b, b"hello"));
         assert!(!RecordHeader::crc_ok(&b, b"hellp"));
         assert_eq!(h.footprint(), 56);
+    }
+
+    #[test]
+    fn status_block_round_trip_and_rejects() {
+        let b = encode_status(7, b"{\"state\":\"mirrored\"}").unwrap();
+        assert_eq!(decode_status(&b), Some((7, &b"{\"state\":\"mirrored\"}"[..])));
+        let mut torn = b.clone();
+        torn[30] ^= 1;
+        assert_eq!(decode_status(&torn), None);
+        assert_eq!(decode_status(&b[..10]), None);
+        assert!(encode_status(1, &vec![0; STATUS_SIZE as usize]).is_none());
+        const _: () = assert!(STATUS_OFFSET >= MARKER_OFFSETS[1] + marker::SIZE as u64 && STATUS_OFFSET + STATUS_SIZE <= LOG_OFFSET);
     }
 
     #[test]
