@@ -741,7 +741,7 @@ impl HaEngine {
             && self.mirror_mode
             && !self.needs_resync
             && self.resync == Resync::Idle
-            && self.services.values().all(|s| !matches!(s.phase, Phase::Serving | Phase::Flushing) || s.mark != CopyMark::Stale)
+            && self.services.values().all(|s| !matches!(s.phase, Phase::Serving | Phase::Flushing) || s.mark == CopyMark::Current)
             && self.services.values().all(|s| s.mark_in_flight.is_none())
     }
 
