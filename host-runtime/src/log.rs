@@ -395,20 +395,24 @@ impl MirroredLog {
         // like the others, in order).
         self.mirror.wait_completed(last.last_ticket)?;
         let r = region(&self.mirror);
-        let already = store.applied_lsn(self.geo.log_id);
-        let mut applied = 0;
-        for p in &batch {
-            if p.lsn <= already {
-                continue;
+        let log_id = self.geo.log_id;
+        let applied = crate::store::locked(store, |store| -> Result<u64, LogError> {
+            let already = store.applied_lsn(log_id);
+            let mut applied = 0;
+            for p in &batch {
+                if p.lsn <= already {
+                    continue;
+                }
+                let hb = r.read_vec(LOG_OFFSET + p.pos, HDR as usize).expect("inside the log region");
+                let h = RecordHeader::decode(&hb).expect("this node wrote the record");
+                let payload = r.read_vec(LOG_OFFSET + p.pos + HDR, h.payload_len as usize).expect("inside the log region");
+                store.apply(&h, &payload)?;
+                applied += 1;
             }
-            let hb = r.read_vec(LOG_OFFSET + p.pos, HDR as usize).expect("inside the log region");
-            let h = RecordHeader::decode(&hb).expect("this node wrote the record");
-            let payload = r.read_vec(LOG_OFFSET + p.pos + HDR, h.payload_len as usize).expect("inside the log region");
-            store.apply(&h, &payload)?;
-            applied += 1;
-        }
-        store.sync()?;
-        store.set_applied(self.geo.log_id, last.lsn)?;
+            store.sync()?;
+            store.set_applied(log_id, last.lsn)?;
+            Ok(applied)
+        })?;
         let next_record = if last.end == self.geo.log_size { 0 } else { last.end };
         let new_marker = Marker { log_id: self.geo.log_id, generation: marker.generation + 1, cp_lsn: last.lsn, next_record };
         r.write(new_marker.slot_offset(), &new_marker.encode()).expect("marker slots lie inside the window");

@@ -165,38 +165,48 @@ pub struct ReplayReport {
 }
 
 /// Replays a region's log onto a store: each record after the marker whose LSN the store
-/// has not recorded is applied once, in order; then the store records the last LSN.
+/// has not recorded is applied once, in order; then the store records the last LSN. The
+/// store is locked for the whole replay ([`Store::lock`]).
 pub fn replay(region: &MemRegion, store: &mut dyn Store) -> Result<ReplayReport, ReplayError> {
+    replay_where(region, store, |_| true)
+}
+
+/// [`replay`] of only the records whose service tag `want` accepts (the others are left for
+/// whoever serves their service).
+pub fn replay_where(region: &MemRegion, store: &mut dyn Store, want: impl Fn(u32) -> bool) -> Result<ReplayReport, ReplayError> {
     let scan = scan(region)?;
-    let log_id = scan.geometry.log_id;
-    let before = store.applied_lsn(log_id);
-    let mut report = ReplayReport {
-        log_id,
-        marker_lsn: scan.marker.cp_lsn,
-        store_applied_before: before,
-        found: scan.records.len() as u64,
-        skipped: 0,
-        applied: 0,
-        first_applied: 0,
-        last_applied: 0,
-        stop: scan.stop.clone(),
-    };
-    for f in &scan.records {
-        if f.header.lsn <= before {
-            report.skipped += 1;
-            continue;
+    crate::store::locked(store, |store| {
+        let log_id = scan.geometry.log_id;
+        let before = store.applied_lsn(log_id);
+        let mut report = ReplayReport {
+            log_id,
+            marker_lsn: scan.marker.cp_lsn,
+            store_applied_before: before,
+            found: scan.records.len() as u64,
+            skipped: 0,
+            applied: 0,
+            first_applied: 0,
+            last_applied: 0,
+            stop: scan.stop.clone(),
+        };
+        for f in scan.records.iter().filter(|f| want(f.header.service_tag)) {
+            if f.header.lsn <= before {
+                report.skipped += 1;
+                continue;
+            }
+            let payload =
+                region.read_vec(LOG_OFFSET + f.pos + window::record::SIZE as u64, f.header.payload_len as usize).unwrap_or_default();
+            store.apply(&f.header, &payload)?;
+            if report.first_applied == 0 {
+                report.first_applied = f.header.lsn;
+            }
+            report.last_applied = f.header.lsn;
+            report.applied += 1;
         }
-        let payload = region.read_vec(LOG_OFFSET + f.pos + window::record::SIZE as u64, f.header.payload_len as usize).unwrap_or_default();
-        store.apply(&f.header, &payload)?;
-        if report.first_applied == 0 {
-            report.first_applied = f.header.lsn;
+        if report.applied > 0 {
+            store.sync()?;
+            store.set_applied(log_id, report.last_applied)?;
         }
-        report.last_applied = f.header.lsn;
-        report.applied += 1;
-    }
-    if report.applied > 0 {
-        store.sync()?;
-        store.set_applied(log_id, report.last_applied)?;
-    }
-    Ok(report)
+        Ok(report)
+    })
 }

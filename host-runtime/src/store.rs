@@ -15,7 +15,7 @@ use tandem_hsi::window::{RecordHeader, RecordOp};
 
 /// Bytes before the data area.
 pub const SUPERBLOCK_SIZE: u64 = 4096;
-const SLOT_SIZE: usize = 16 + MAX_LOGS * 12 + 4;
+const SLOT_SIZE: usize = 16 + MAX_LOGS * 12 + 8;
 const MAGIC: u32 = u32::from_le_bytes(*b"TBSB");
 
 /// Store errors.
@@ -66,6 +66,26 @@ pub trait Store: Send {
             RecordOp::Wrap => Ok(()),
         }
     }
+    /// Takes exclusive use of the store across processes (the images are shared storage)
+    /// for a batch of applications, and re-reads its recorded state. Default: nothing.
+    fn lock(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Ends [`Store::lock`].
+    fn unlock(&mut self) {}
+    /// Makes `log_id` the only log whose records the store accepts (the log of the node
+    /// that serves it from now on). Default: not supported, nothing recorded.
+    fn set_owner(&mut self, _log_id: u32) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// Runs `f` with the store locked ([`Store::lock`]), unlocking on every path.
+pub fn locked<T, E: From<StoreError>>(store: &mut dyn Store, f: impl FnOnce(&mut dyn Store) -> Result<T, E>) -> Result<T, E> {
+    store.lock()?;
+    let r = f(store);
+    store.unlock();
+    r
 }
 
 /// Logs remembered per superblock slot (an image can receive records from the log of
@@ -75,6 +95,9 @@ const MAX_LOGS: usize = 16;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Applied {
     generation: u64,
+    /// The log of the node that owns (serves) the image now; 0: none recorded. Records of
+    /// any other log are not applied.
+    owner: u32,
     /// `(log id, applied LSN)`, oldest first.
     logs: Vec<(u32, u64)>,
 }
@@ -90,11 +113,11 @@ impl Applied {
             logs.remove(0);
         }
         logs.push((log_id, lsn));
-        Applied { generation: self.generation + 1, logs }
+        Applied { generation: self.generation + 1, owner: self.owner, logs }
     }
 
     // Slot: magic u32, count u32, generation u64, then MAX_LOGS x (log id u32, LSN u64),
-    // then CRC32C of everything before it.
+    // owner log id u32, then CRC32C of everything before it.
     fn encode(&self) -> [u8; SLOT_SIZE] {
         let mut b = [0u8; SLOT_SIZE];
         b[0..4].copy_from_slice(&MAGIC.to_le_bytes());
@@ -105,6 +128,7 @@ impl Applied {
             b[o..o + 4].copy_from_slice(&id.to_le_bytes());
             b[o + 4..o + 12].copy_from_slice(&lsn.to_le_bytes());
         }
+        b[SLOT_SIZE - 8..SLOT_SIZE - 4].copy_from_slice(&self.owner.to_le_bytes());
         let crc = crc32c::crc32c(&b[..SLOT_SIZE - 4]);
         b[SLOT_SIZE - 4..].copy_from_slice(&crc.to_le_bytes());
         b
@@ -121,7 +145,7 @@ impl Applied {
             return None;
         }
         let logs = (0..count).map(|i| (u32_at(16 + i * 12), u64_at(20 + i * 12))).collect();
-        Some(Applied { generation: u64_at(8), logs })
+        Some(Applied { generation: u64_at(8), owner: u32_at(SLOT_SIZE - 8), logs })
     }
 }
 
@@ -143,11 +167,31 @@ impl BackingStore {
         if file.metadata().map_err(io("stat"))?.len() < want {
             file.set_len(want).map_err(io("extend"))?;
         }
+        let mut s = BackingStore { file, path: path.to_path_buf(), size, applied: Applied::default() };
+        s.reload()?;
+        Ok(s)
+    }
+
+    /// Re-reads the superblock (another process may have changed it).
+    fn reload(&mut self) -> Result<(), StoreError> {
         let mut sb = [0u8; 2 * SLOT_SIZE];
-        file.read_exact_at(&mut sb, 0).map_err(io("read superblock"))?;
+        self.file.read_exact_at(&mut sb, 0).map_err(self.io_err("read superblock"))?;
         let slots = [Applied::decode(&sb[..SLOT_SIZE]), Applied::decode(&sb[SLOT_SIZE..])];
-        let applied = slots.into_iter().flatten().max_by_key(|a| a.generation).unwrap_or_default();
-        Ok(BackingStore { file, path: path.to_path_buf(), size, applied })
+        self.applied = slots.into_iter().flatten().max_by_key(|a| a.generation).unwrap_or_default();
+        Ok(())
+    }
+
+    fn write_superblock(&mut self, next: Applied) -> Result<(), StoreError> {
+        let slot = (next.generation % 2) * SLOT_SIZE as u64;
+        self.file.write_all_at(&next.encode(), slot).map_err(self.io_err("write superblock"))?;
+        self.file.sync_data().map_err(self.io_err("sync superblock"))?;
+        self.applied = next;
+        Ok(())
+    }
+
+    /// The log whose records the image accepts (0: any).
+    pub fn owner(&self) -> u32 {
+        self.applied.owner
     }
 
     /// Size of the data area.
@@ -206,11 +250,36 @@ impl Store for BackingStore {
 
     fn set_applied(&mut self, log_id: u32, lsn: u64) -> Result<(), StoreError> {
         let next = self.applied.with(log_id, lsn);
-        let slot = (next.generation % 2) * SLOT_SIZE as u64;
-        self.file.write_all_at(&next.encode(), slot).map_err(self.io_err("write superblock"))?;
-        self.file.sync_data().map_err(self.io_err("sync superblock"))?;
-        self.applied = next;
-        Ok(())
+        self.write_superblock(next)
+    }
+
+    fn apply(&mut self, record: &RecordHeader, payload: &[u8]) -> Result<(), StoreError> {
+        // Fencing: once another node's log owns the image, records of an earlier owner's
+        // log (acknowledged ones were replayed by the new owner; the rest never were
+        // acknowledged) must never be applied over its newer data.
+        if self.applied.owner != 0 && self.applied.owner != record.log_id {
+            return Ok(());
+        }
+        match record.op {
+            RecordOp::Write => self.write_at(record.target_offset, payload),
+            RecordOp::Trim => self.trim(record.target_offset, record.target_len),
+            RecordOp::Wrap => Ok(()),
+        }
+    }
+
+    fn lock(&mut self) -> Result<(), StoreError> {
+        nix::fcntl::flock(std::os::fd::AsRawFd::as_raw_fd(&self.file), nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|e| StoreError::Io { path: self.path.clone(), op: "lock", source: e.into() })?;
+        self.reload()
+    }
+
+    fn unlock(&mut self) {
+        let _ = nix::fcntl::flock(std::os::fd::AsRawFd::as_raw_fd(&self.file), nix::fcntl::FlockArg::Unlock);
+    }
+
+    fn set_owner(&mut self, log_id: u32) -> Result<(), StoreError> {
+        let next = Applied { generation: self.applied.generation + 1, owner: log_id, logs: self.applied.logs.clone() };
+        self.write_superblock(next)
     }
 }
 
@@ -322,6 +391,25 @@ impl Store for StoreSet {
         }
         store.apply(record, payload)
     }
+    fn lock(&mut self) -> Result<(), StoreError> {
+        // Always in tag order, so two processes locking overlapping sets cannot deadlock.
+        let tags: Vec<u32> = self.stores.keys().copied().collect();
+        for (i, t) in tags.iter().enumerate() {
+            if let Err(e) = self.stores.get_mut(t).expect("listed").lock() {
+                for u in &tags[..i] {
+                    self.stores.get_mut(u).expect("listed").unlock();
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+    fn unlock(&mut self) {
+        self.stores.values_mut().for_each(|s| s.unlock());
+    }
+    fn set_owner(&mut self, log_id: u32) -> Result<(), StoreError> {
+        self.stores.values_mut().try_for_each(|s| s.set_owner(log_id))
+    }
 }
 
 #[cfg(test)]
@@ -381,6 +469,29 @@ mod tests {
         let mut b = [0u8; 4];
         s.read_at(100, &mut b).unwrap();
         assert_eq!(&b, b"data");
+    }
+
+    #[test]
+    fn owner_fencing_and_lock_see_the_other_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("img");
+        let mut a = BackingStore::open(&p, 4096).unwrap();
+        let mut b = BackingStore::open(&p, 4096).unwrap();
+        let rec =
+            |log_id| RecordHeader { op: RecordOp::Write, service_tag: 1, payload_len: 2, lsn: 5, target_offset: 0, target_len: 2, log_id };
+        // No owner yet: any log's records apply.
+        a.apply(&rec(10), b"aa").unwrap();
+        // The partner takes the image over: its log owns it from now on.
+        locked(&mut b, |b| b.set_owner(20)).unwrap();
+        // The first handle still has the old view until it locks.
+        locked(&mut a, |a| a.apply(&rec(10), b"xx")).unwrap();
+        let mut buf = [0u8; 2];
+        a.read_at(0, &mut buf).unwrap();
+        assert_eq!(&buf, b"aa", "a record of the old owner's log must not land after a takeover");
+        locked(&mut a, |a| a.apply(&rec(20), b"bb")).unwrap();
+        a.read_at(0, &mut buf).unwrap();
+        assert_eq!(&buf, b"bb");
+        assert_eq!(a.owner(), 20);
     }
 
     #[test]
