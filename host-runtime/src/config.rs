@@ -213,6 +213,70 @@ pub struct StoreSection {
     pub checkpoint_log_percent: u8,
 }
 
+fn d_misses() -> u32 {
+    3
+}
+fn d_lease() -> u64 {
+    400
+}
+fn d_boot_wait() -> u64 {
+    1000
+}
+fn d_witness_timeout() -> u64 {
+    50
+}
+
+/// `[ha]`: run the node as one half of an HA pair (failure detection, witness, takeover,
+/// giveback, NBD exports). Without it the node only mirrors its log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HaSection {
+    /// 0 or 1: this node's id in the pair (the other node has the other one).
+    pub node_id: u8,
+    /// UDP address for heartbeats on the management network.
+    pub mgmt_listen: SocketAddr,
+    /// The partner's `mgmt_listen`.
+    pub partner_mgmt: SocketAddr,
+    /// The witness: `mediator:<host:port>` (a `tandem mediator`).
+    pub witness: String,
+    /// Heartbeat interval, ms (both paths).
+    #[serde(default = "d_heartbeat")]
+    pub heartbeat_ms: u64,
+    /// Missed heartbeats (on both paths) before the partner is declared lost.
+    #[serde(default = "d_misses")]
+    pub misses: u32,
+    /// Witness lease length, ms; must exceed `heartbeat_ms * misses`.
+    #[serde(default = "d_lease")]
+    pub lease_ms: u64,
+    /// How long a booting node waits for its partner before serving alone, ms.
+    #[serde(default = "d_boot_wait")]
+    pub boot_wait_ms: u64,
+    /// Give the partner's services back this long after it returned (ms); absent: only
+    /// on `tandem giveback`.
+    pub auto_giveback_ms: Option<u64>,
+    /// How long one witness request may take, ms.
+    #[serde(default = "d_witness_timeout")]
+    pub witness_timeout_ms: u64,
+}
+
+/// `[[service]]`: a storage service of the pair (an NBD export), with its home node.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSection {
+    /// Service id (the service tag of its log records and pages), from 1.
+    pub id: u32,
+    /// Node id (0 or 1) that serves it when both nodes are healthy.
+    pub home: u8,
+    /// NBD export name.
+    pub export: String,
+    /// Address the export listens on, on whichever node serves it.
+    pub nbd_listen: SocketAddr,
+    /// The service's backing image (shared storage: the same path on both nodes).
+    pub backing: PathBuf,
+    /// Data area size of the image (the export's size).
+    pub size: ByteSize,
+}
+
 /// A node's configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -225,6 +289,12 @@ pub struct Config {
     pub mirror: MirrorSection,
     /// `[store]`.
     pub store: StoreSection,
+    /// `[ha]`, for a node of an HA pair.
+    #[serde(default)]
+    pub ha: Option<HaSection>,
+    /// `[[service]]`, the pair's services (with `[ha]`).
+    #[serde(default)]
+    pub service: Vec<ServiceSection>,
     /// Where it was read from.
     #[serde(skip)]
     pub file: PathBuf,
@@ -308,6 +378,64 @@ impl Config {
         }
         if !(1..=95).contains(&self.store.checkpoint_log_percent) {
             return Err(self.invalid("store.checkpoint_log_percent", format!("{} is not from 1 to 95", self.store.checkpoint_log_percent)));
+        }
+        self.validate_ha()
+    }
+
+    /// The witness address of `ha.witness`.
+    pub fn witness_addr(&self) -> Result<SocketAddr, ConfigError> {
+        let ha = self.ha.as_ref().ok_or_else(|| self.invalid("ha", "missing"))?;
+        match ha.witness.strip_prefix("mediator:") {
+            Some(a) => a.parse().map_err(|e| self.invalid("ha.witness", format!("`{a}` is not host:port: {e}"))),
+            None => Err(self.invalid("ha.witness", format!("`{}` is not a witness: use \"mediator:<host:port>\"", ha.witness))),
+        }
+    }
+
+    fn validate_ha(&self) -> Result<(), ConfigError> {
+        let Some(ha) = &self.ha else {
+            if !self.service.is_empty() {
+                return Err(self.invalid("service", "services need an [ha] section"));
+            }
+            return Ok(());
+        };
+        if ha.node_id > 1 {
+            return Err(self.invalid("ha.node_id", format!("{} is not 0 or 1", ha.node_id)));
+        }
+        if ha.mgmt_listen == ha.partner_mgmt {
+            return Err(self.invalid("ha.partner_mgmt", "is the same address as ha.mgmt_listen"));
+        }
+        self.witness_addr()?;
+        if ha.misses == 0 {
+            return Err(self.invalid("ha.misses", "must be at least 1"));
+        }
+        if ha.heartbeat_ms < 4 || ha.heartbeat_ms > 60_000 {
+            return Err(self.invalid("ha.heartbeat_ms", format!("{} is not from 4 to 60000", ha.heartbeat_ms)));
+        }
+        if ha.lease_ms <= ha.heartbeat_ms * ha.misses as u64 {
+            return Err(self.invalid(
+                "ha.lease_ms",
+                format!("{} must exceed heartbeat_ms x misses = {}", ha.lease_ms, ha.heartbeat_ms * ha.misses as u64),
+            ));
+        }
+        if ha.witness_timeout_ms == 0 || ha.witness_timeout_ms * 2 >= ha.lease_ms {
+            return Err(
+                self.invalid("ha.witness_timeout_ms", format!("{} must be above 0 and below half of ha.lease_ms", ha.witness_timeout_ms))
+            );
+        }
+        if self.service.is_empty() {
+            return Err(self.invalid("service", "an HA node needs at least one [[service]]"));
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for s in &self.service {
+            if s.id == 0 || !ids.insert(s.id) {
+                return Err(self.invalid("service.id", format!("{} is 0 or used twice", s.id)));
+            }
+            if s.home > 1 {
+                return Err(self.invalid("service.home", format!("service {}: {} is not 0 or 1", s.id, s.home)));
+            }
+            if s.size.0 == 0 || s.size.0 % 4096 != 0 {
+                return Err(self.invalid("service.size", format!("service {}: {} is not a positive multiple of 4096", s.id, s.size.0)));
+            }
         }
         Ok(())
     }

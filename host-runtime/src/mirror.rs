@@ -198,8 +198,31 @@ impl Mirror {
     /// Splits spans into entries and submits them; returns their tickets.
     /// Entries are posted in call order across threads.
     pub fn submit(&self, spans: &[Span]) -> Result<Tickets, MirrorError> {
+        self.submit_inner(spans, false)
+    }
+
+    /// Submits spans to the engine even in local-only mode, without marking them for
+    /// resync: for the status block (heartbeats over the mirror link), which is rewritten
+    /// every interval anyway.
+    pub fn submit_always(&self, spans: &[Span]) -> Result<Tickets, MirrorError> {
+        self.submit_inner(spans, true)
+    }
+
+    /// Takes whatever completions are ready without waiting (when no other thread is
+    /// polling), so entries nobody waits for do not hold ring slots.
+    pub fn reap(&self) -> Result<(), MirrorError> {
+        if let Ok(p) = self.poller.try_lock() {
+            let mut buf = Vec::new();
+            self.engine.poll_completions(&mut buf, usize::MAX)?;
+            self.absorb(&buf);
+            drop(p);
+        }
+        Ok(())
+    }
+
+    fn submit_inner(&self, spans: &[Span], always: bool) -> Result<Tickets, MirrorError> {
         let _order = self.post.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(dirty) = self.local_only.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        if let Some(dirty) = self.local_only.lock().unwrap_or_else(|e| e.into_inner()).as_mut().filter(|_| !always) {
             for s in spans {
                 dirty.mark(s.offset, s.len);
             }

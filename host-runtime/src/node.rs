@@ -7,7 +7,7 @@ use crate::log::{Change, LogError, MirroredLog};
 use crate::mirror::Mirror;
 use crate::pages::PagePool;
 use crate::scan::{self, ReplayReport};
-use crate::store::BackingStore;
+use crate::store::{BackingStore, StoreSet};
 use crate::workload::{self, Event};
 use anyhow::Context;
 use serde_json::json;
@@ -26,7 +26,7 @@ pub struct Node {
     engine: Arc<dyn Engine>,
     log: Arc<MirroredLog>,
     pages: PagePool,
-    store: Mutex<BackingStore>,
+    store: Mutex<StoreSet>,
     stop: AtomicBool,
     started: Instant,
     recovered: Option<ReplayReport>,
@@ -42,6 +42,24 @@ impl std::fmt::Debug for Node {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The stores of a node: without `[ha]`, its own backing image under the workload's
+/// service tag; with `[ha]`, every service's image (owner fencing and the image lock keep
+/// each image to the log of the node that serves it).
+fn node_stores(cfg: &Config) -> anyhow::Result<StoreSet> {
+    let mut set = StoreSet::new();
+    if cfg.ha.is_some() {
+        for s in &cfg.service {
+            if let Some(dir) = s.backing.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).with_context(|| format!("{}: creating {}", cfg.file.display(), dir.display()))?;
+            }
+            set.insert(s.id, BackingStore::open(&s.backing, s.size.0)?);
+        }
+    } else {
+        set.insert(workload::SERVICE_TAG, BackingStore::open(&cfg.store.backing, cfg.store.size.0)?);
+    }
+    Ok(set)
 }
 
 impl Node {
@@ -76,7 +94,7 @@ impl Node {
                 );
             }
         }
-        let mut store = BackingStore::open(&cfg.store.backing, cfg.store.size.0)?;
+        let mut store = node_stores(&cfg)?;
         let engine = crate::engines::build(&cfg, host, window)?;
         let deadline = Instant::now() + Duration::from_millis(cfg.engine.startup_timeout_ms);
         // Start-up waits for the partner in short rounds; appends use the configured timeout.
@@ -162,12 +180,23 @@ impl Node {
         self.log.checkpoint(&mut *store)
     }
 
+    /// The stores consistency points apply to (every service's image in an HA pair).
+    pub fn stores(&self) -> &Mutex<StoreSet> {
+        &self.store
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
     /// Replays the partner's log from this node's mirror window onto the partner's image.
     pub fn replay_partner(&self, force: bool) -> anyhow::Result<ReplayReport> {
         if self.engine.link_state() == LinkState::Up && !force {
             anyhow::bail!("the mirror link to the partner is up: it looks alive; refusing to replay its log (use force to override)");
         }
-        let mut store = BackingStore::open(&self.cfg.store.partner_backing, self.cfg.store.size.0)?;
+        let mut store = StoreSet::new();
+        store.insert(workload::SERVICE_TAG, BackingStore::open(&self.cfg.store.partner_backing, self.cfg.store.size.0)?);
         let report = scan::replay(self.engine.mirror_window(), &mut store)?;
         lock(&self.replays).push(report.clone());
         Ok(report)
