@@ -22,6 +22,10 @@ pub enum Request {
         #[serde(default)]
         force: bool,
     },
+    /// Take over the partner's services (planned; the partner hands them over).
+    Takeover,
+    /// Give the partner's services back.
+    Giveback,
     /// Stop the node.
     Shutdown,
 }

@@ -244,3 +244,94 @@ pub fn run(opts: &DemoOptions, mut say: impl FnMut(&str)) -> anyhow::Result<Demo
         seconds: start.elapsed().as_secs_f64(),
     })
 }
+
+/// Ports of an HA pair on loopback.
+#[derive(Debug, Clone, Copy)]
+pub struct PairPorts {
+    /// Mirror link listeners of node 0 and 1.
+    pub mirror: [u16; 2],
+    /// Management heartbeat (UDP) ports of node 0 and 1.
+    pub mgmt: [u16; 2],
+    /// NBD ports of service 1 (home 0) and service 2 (home 1).
+    pub nbd: [u16; 2],
+    /// The mediator (UDP).
+    pub witness: u16,
+}
+
+impl PairPorts {
+    /// Free ports on 127.0.0.1.
+    pub fn pick() -> anyhow::Result<Self> {
+        let udp = || -> anyhow::Result<u16> { Ok(std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port()) };
+        Ok(PairPorts { mirror: [free_port()?, free_port()?], mgmt: [udp()?, udp()?], nbd: [free_port()?, free_port()?], witness: udp()? })
+    }
+}
+
+/// The TOML of node `id` (0 or 1) of an HA pair with two services: `vol1` (home 0) and
+/// `vol2` (home 1), each an NBD export of `size` bytes on its own port, whichever node
+/// serves it.
+pub fn ha_node_config(dir: &Path, id: u8, ports: &PairPorts, auto_giveback_ms: Option<u64>) -> String {
+    let d = dir.display();
+    let (me, other) = (id as usize, 1 - id as usize);
+    let giveback = auto_giveback_ms.map(|ms| format!("auto_giveback_ms = {ms}\n")).unwrap_or_default();
+    format!(
+        r#"# An HA pair node on loopback.
+[node]
+name = "n{me}"
+control_socket = "{d}/n{me}.sock"
+
+[engine]
+kind = "soft"
+listen = "127.0.0.1:{ml}"
+partner = "127.0.0.1:{mp}"
+heartbeat_ms = 50
+ack_timeout_ms = 2000
+startup_timeout_ms = 20000
+
+[mirror]
+local_region = "{d}/n{me}.local.nvram"
+mirror_window = "{d}/n{me}.mirror.nvram"
+log_size = "16MiB"
+page_count = 16
+
+[store]
+backing = "{d}/n{me}.unused.img"
+partner_backing = "{d}/n{other}.unused.img"
+size = "4KiB"
+checkpoint_interval_ms = 200
+
+[ha]
+node_id = {me}
+mgmt_listen = "127.0.0.1:{gl}"
+partner_mgmt = "127.0.0.1:{gp}"
+witness = "mediator:127.0.0.1:{w}"
+heartbeat_ms = 100
+misses = 3
+lease_ms = 400
+boot_wait_ms = 1000
+witness_timeout_ms = 50
+{giveback}
+[[service]]
+id = 1
+home = 0
+export = "vol1"
+nbd_listen = "127.0.0.1:{n1}"
+backing = "{d}/vol1.img"
+size = "32MiB"
+
+[[service]]
+id = 2
+home = 1
+export = "vol2"
+nbd_listen = "127.0.0.1:{n2}"
+backing = "{d}/vol2.img"
+size = "32MiB"
+"#,
+        ml = ports.mirror[me],
+        mp = ports.mirror[other],
+        gl = ports.mgmt[me],
+        gp = ports.mgmt[other],
+        w = ports.witness,
+        n1 = ports.nbd[0],
+        n2 = ports.nbd[1],
+    )
+}

@@ -15,6 +15,7 @@ pub mod device;
 pub mod dirty;
 pub mod engines;
 pub mod ha;
+pub mod hanode;
 pub mod log;
 pub mod mirror;
 pub mod node;

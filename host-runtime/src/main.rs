@@ -77,6 +77,24 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
+    /// Ask a node to take over its partner's services (planned maintenance).
+    Takeover {
+        /// The node's control socket.
+        #[arg(long)]
+        socket: PathBuf,
+    },
+    /// Ask a node to give its partner's services back.
+    Giveback {
+        /// The node's control socket.
+        #[arg(long)]
+        socket: PathBuf,
+    },
+    /// Run the witness that grants service leases to HA nodes (UDP).
+    Mediator {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:7800")]
+        listen: String,
+    },
     /// Stop a node.
     Shutdown {
         /// The node's control socket.
@@ -136,7 +154,9 @@ fn main() -> anyhow::Result<()> {
         Cmd::Node { config, demo_workload, workload_threads, workload_blocks } => {
             init_tracing("info");
             let cfg = Config::load(&config)?;
+            let ha = cfg.ha.is_some();
             let node = Node::start(cfg)?;
+            let ha = if ha { Some(tandem::hanode::HaNode::start(node.clone())?) } else { None };
             if let Some(writes) = demo_workload {
                 let out: Mutex<Box<dyn std::io::Write + Send>> = Mutex::new(Box::new(std::io::stdout()));
                 let failed = node.run_workload(writes, workload_threads, workload_blocks, &out)?;
@@ -147,6 +167,9 @@ fn main() -> anyhow::Result<()> {
                 return Ok(());
             }
             node.run_until_stopped();
+            if let Some(ha) = ha {
+                ha.shutdown();
+            }
             Ok(())
         }
         Cmd::CheckConfig { config } => {
@@ -161,6 +184,12 @@ fn main() -> anyhow::Result<()> {
         Cmd::Checkpoint { socket } => ctl(&socket, Request::Checkpoint),
         Cmd::ReplayPartner { socket, force } => ctl(&socket, Request::ReplayPartner { force }),
         Cmd::Shutdown { socket } => ctl(&socket, Request::Shutdown),
+        Cmd::Takeover { socket } => ctl(&socket, Request::Takeover),
+        Cmd::Giveback { socket } => ctl(&socket, Request::Giveback),
+        Cmd::Mediator { listen } => {
+            init_tracing("info");
+            tandem::ha::run_mediator(&listen)
+        }
         Cmd::Bench { quick } => {
             init_tracing("warn");
             tandem::bench::run(quick).context("benchmark")

@@ -20,8 +20,19 @@ use std::time::{Duration, Instant};
 use tandem_drivers::{Engine, MemRegion};
 use tandem_hsi::LinkState;
 
+/// What the control socket needs of an HA runtime running on the node.
+pub trait HaHooks: Send + Sync {
+    /// HA status as JSON.
+    fn status(&self) -> serde_json::Value;
+    /// Operator takeover of the partner's services.
+    fn takeover(&self);
+    /// Operator giveback.
+    fn giveback(&self);
+}
+
 /// A running node.
 pub struct Node {
+    ha: std::sync::OnceLock<Arc<dyn HaHooks>>,
     cfg: Config,
     engine: Arc<dyn Engine>,
     log: Arc<MirroredLog>,
@@ -117,6 +128,7 @@ impl Node {
         let log = Arc::new(log);
         let pages = PagePool::open(log.mirror().clone(), *log.geometry());
         let node = Arc::new(Node {
+            ha: std::sync::OnceLock::new(),
             cfg,
             engine,
             log,
@@ -180,6 +192,11 @@ impl Node {
         self.log.checkpoint(&mut *store)
     }
 
+    /// Attaches the HA runtime (once).
+    pub fn set_ha(&self, hooks: Arc<dyn HaHooks>) {
+        let _ = self.ha.set(hooks);
+    }
+
     /// The stores consistency points apply to (every service's image in an HA pair).
     pub fn stores(&self) -> &Mutex<StoreSet> {
         &self.store
@@ -218,14 +235,26 @@ impl Node {
             "pages_free": self.pages.free_count(),
             "recovered_at_start": self.recovered,
             "partner_replays": *lock(&self.replays),
+            "ha": self.ha.get().map(|h| h.status()),
         })
     }
 
     fn handle(&self, req: Request) -> serde_json::Value {
-        let res: anyhow::Result<serde_json::Value> = match req {
+        let res: anyhow::Result<serde_json::Value> = match req.clone() {
             Request::Status => Ok(self.status()),
             Request::Checkpoint => self.checkpoint().map(|r| json!({"ok": true, "checkpoint": r})).map_err(Into::into),
             Request::ReplayPartner { force } => self.replay_partner(force).map(|r| json!({"ok": true, "replay": r})),
+            Request::Takeover | Request::Giveback => match self.ha.get() {
+                Some(h) => {
+                    if req == Request::Takeover {
+                        h.takeover()
+                    } else {
+                        h.giveback()
+                    }
+                    Ok(json!({"ok": true, "requested": format!("{req:?}").to_lowercase()}))
+                }
+                None => Err(anyhow::anyhow!("this node runs without [ha]: no takeover or giveback")),
+            },
             Request::Shutdown => {
                 self.stop.store(true, Ordering::Relaxed);
                 Ok(json!({"ok": true}))

@@ -268,13 +268,19 @@ impl Store for BackingStore {
     }
 
     fn lock(&mut self) -> Result<(), StoreError> {
-        nix::fcntl::flock(std::os::fd::AsRawFd::as_raw_fd(&self.file), nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|e| StoreError::Io { path: self.path.clone(), op: "lock", source: e.into() })?;
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.file);
+        // SAFETY: `fd` is the open descriptor of `self.file`, which outlives the call;
+        // flock only changes the lock state of that open file.
+        if unsafe { libc::flock(fd, libc::LOCK_EX) } != 0 {
+            return Err(StoreError::Io { path: self.path.clone(), op: "lock", source: io::Error::last_os_error() });
+        }
         self.reload()
     }
 
     fn unlock(&mut self) {
-        let _ = nix::fcntl::flock(std::os::fd::AsRawFd::as_raw_fd(&self.file), nix::fcntl::FlockArg::Unlock);
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.file);
+        // SAFETY: as in `lock`: a valid descriptor owned by `self.file`.
+        unsafe { libc::flock(fd, libc::LOCK_UN) };
     }
 
     fn set_owner(&mut self, log_id: u32) -> Result<(), StoreError> {

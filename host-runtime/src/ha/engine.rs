@@ -183,6 +183,12 @@ struct Svc {
     released_for_partner: bool,
     /// Last refusal noted for this service (to note each refusal once, not every tick).
     refusal: Option<&'static str>,
+    /// A home service left to the partner because it served it or asked for it. Wanted
+    /// again when the partner, alive, no longer serves it and is not taking anything over.
+    yielded: bool,
+    /// Since when the partner has been seen neither serving a yielded service nor taking
+    /// anything over (a single late heartbeat must not be enough to try for it again).
+    yield_idle_since: Option<Millis>,
 }
 
 /// The partner as this node sees it.
@@ -297,6 +303,8 @@ impl HaEngine {
                     flush_retry_at: 0,
                     released_for_partner: false,
                     refusal: None,
+                    yielded: false,
+                    yield_idle_since: None,
                 };
                 (s.service, svc)
             })
@@ -406,6 +414,9 @@ impl HaEngine {
             if s.want && s.phase == Phase::Idle && s.acquire_sent.is_none() {
                 d = d.min(s.retry_at);
             }
+            if let Some(t) = s.yield_idle_since {
+                d = d.min(t + 2 * self.cfg.heartbeat_interval_ms);
+            }
         }
         d
     }
@@ -457,7 +468,9 @@ impl HaEngine {
                 }
                 s.phase = Phase::Idle;
                 s.lease = None;
-                s.acquire_sent = None;
+                // A renewal still in flight stays in flight: its answer may be a grant the
+                // witness gave before this release, and must not be taken for the answer to
+                // a new acquire (it is dropped when it comes, see `on_acquired`).
                 s.released_for_partner = true;
                 if ok {
                     Self::note(out, format!("service {}: released at the witness for the partner", service.0));
@@ -603,9 +616,16 @@ impl HaEngine {
                         Self::note(out, format!("service {}: epoch changed {} -> {epoch} on renewal", service.0, l.epoch));
                     }
                 }
+                if s.phase == Phase::Idle {
+                    // The answer to a renewal sent before the lease ended or was released:
+                    // the witness may have applied the release after this grant. Not a
+                    // lease; a new acquire (if wanted) follows.
+                    Self::note(out, format!("service {}: renewal answered after the lease ended; ignored", service.0));
+                    return;
+                }
                 s.lease = Some(Lease { until, epoch });
                 match s.phase {
-                    Phase::Acquiring | Phase::Idle => {
+                    Phase::Acquiring => {
                         s.phase = Phase::Replaying;
                         // Between two of our leases the other node may have held it and
                         // changed the copy record: what we knew no longer holds.
@@ -630,6 +650,7 @@ impl HaEngine {
                     DenyReason::HeldByOther => {
                         if partner_alive && !s.requested && !partner_released && partner_serves {
                             s.want = false;
+                            s.yielded = true;
                             Self::note(out, format!("service {}: held by node {who}; leaving it there until giveback", service.0));
                         } else {
                             let expiry = last_heard.map(|t| t + lease_ms + half).unwrap_or(0);
@@ -792,6 +813,7 @@ impl HaEngine {
         for (id, s) in self.services.iter_mut() {
             if s.home == me && !s.want && s.phase == Phase::Idle && s.acquire_sent.is_none() {
                 s.want = true;
+                s.yielded = false;
                 s.requested = false;
                 s.retry_at = 0;
                 Self::note(out, format!("service {}: partner back; trying for this home service again", id.0));
@@ -864,12 +886,18 @@ impl HaEngine {
         let alive = self.partner.alive;
         let info = self.partner.info.clone();
         let fully = self.fully_mirrored();
+        // Two heartbeat intervals: a fresh report arrives in between and outdates a late one.
+        let hold = 2 * self.cfg.heartbeat_interval_ms;
         for (id, s) in self.services.iter_mut() {
-            let Some(info) = info.as_ref().filter(|_| alive) else { continue };
+            let Some(info) = info.as_ref().filter(|_| alive) else {
+                s.yield_idle_since = None;
+                continue;
+            };
             let asked = info.release_requests.contains(id);
             if asked && s.want && s.phase == Phase::Serving && !s.requested {
                 if fully {
                     s.want = false;
+                    s.yielded = true;
                     s.refusal = None;
                     Self::note(out, format!("service {}: partner asks for it; handing it over", id.0));
                 } else if s.refusal != Some("unmirrored") {
@@ -889,8 +917,31 @@ impl HaEngine {
             }
             if info.released.contains(id) && !s.want && s.phase == Phase::Idle {
                 s.want = true;
+                s.yielded = false;
                 s.retry_at = 0;
                 Self::note(out, format!("service {}: released by the partner; acquiring", id.0));
+            }
+            // A home service left to the partner that the partner dropped (its lease lapsed
+            // while it was cut off, and on coming back it let go of what it no longer held):
+            // nobody else will pick it up, so try for it again. The witness decides; if only
+            // the partner's copy is current, the partner is asked to serve it first.
+            let partner_busy = matches!(info.state, HaState::TakingOver | HaState::GivingBack);
+            let dropped = s.yielded
+                && s.home == me
+                && !s.want
+                && s.phase == Phase::Idle
+                && s.acquire_sent.is_none()
+                && !info.serving.contains(id)
+                && !partner_busy;
+            if !dropped {
+                s.yield_idle_since = None;
+            } else if now >= *s.yield_idle_since.get_or_insert(now) + hold {
+                s.yield_idle_since = None;
+                s.want = true;
+                s.yielded = false;
+                s.requested = false;
+                s.retry_at = 0;
+                Self::note(out, format!("service {}: the partner no longer serves it; trying for this home service again", id.0));
             }
         }
         // Auto-giveback once everything is mirrored again.
@@ -990,6 +1041,7 @@ impl HaEngine {
                     partner_released || (!partner_serves && !partner_booting)
                 } else if partner_serves && !partner_released {
                     s.want = false;
+                    s.yielded = true;
                     Self::note(out, format!("service {}: the partner serves it; leaving it there until giveback", id.0));
                     false
                 } else {
