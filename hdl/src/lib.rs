@@ -41,3 +41,14 @@ pub fn link_verilog(width: usize) -> String {
         other => panic!("link_verilog: datapath width {other} is not generated (64 or 512)"),
     }
 }
+
+/// Verilog of the register file ([`axil_regs::AxilRegs`], module `top`) with the ID block
+/// reporting `build`.
+///
+/// # Panics
+/// On impossible build parameters (see [`axil_regs::AxilRegs::new`]).
+pub fn regs_verilog(build: axil_regs::BuildId) -> String {
+    let mut uut = axil_regs::AxilRegs::new(build);
+    uut.connect_all();
+    generate_verilog(&uut)
+}

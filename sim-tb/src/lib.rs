@@ -6,7 +6,7 @@
 //! to settle, `tick` for one clock cycle, optional VCD trace and line coverage.
 //!
 //! Environment: `TANDEM_VCD=<dir>` makes every model write `<dir>/<name>.vcd` (open with
-//! GTKWave); `TANDEM_COVERAGE=<dir>` makes every model write `<dir>/<name>.dat` when it
+//! GTKWave); `TANDEM_COVERAGE=<dir>` makes every model write `<dir>/link<W>-<name>.dat` when it
 //! is dropped (merge and annotate with `verilator_coverage`).
 
 use std::ffi::{c_char, c_void, CString};
@@ -205,7 +205,8 @@ impl Drop for Model {
         if let Some(dir) = std::env::var_os("TANDEM_COVERAGE") {
             let dir = PathBuf::from(dir);
             if std::fs::create_dir_all(&dir).is_ok() {
-                let path = CString::new(dir.join(format!("{}.dat", self.name)).to_string_lossy().into_owned()).expect("no NUL");
+                let path =
+                    CString::new(dir.join(format!("link{}-{}.dat", self.width, self.name)).to_string_lossy().into_owned()).expect("no NUL");
                 // SAFETY: live handle; `path` is NUL-terminated and outlives the call.
                 unsafe { (self.api.coverage_write)(self.sim, path.as_ptr()) };
             }

@@ -1,18 +1,52 @@
-//! Writes the generated Verilog of the link datapath: `emit-verilog <64|512> <out.v>`.
+//! Writes generated Verilog (module `top`):
+//! `emit-verilog <64|512> <out.v>` for the link datapath, or
+//! `emit-verilog regs <64|512> <out.v>` for the register file. The register file's ID
+//! block takes its build stamp from the environment: `TANDEM_BUILD_REV` (8 hex digits of
+//! the source revision), `TANDEM_BUILD_DATE` (YYYYMMDD) and `TANDEM_CLOCK_KHZ`; unset,
+//! they are 0, 19700101 and 250000.
 
 use std::process::ExitCode;
+use tandem_hdl::axil_regs::BuildId;
+
+fn env_num(name: &str, radix: u32, default: u32) -> Result<u32, String> {
+    match std::env::var(name) {
+        Ok(v) => u32::from_str_radix(v.trim(), radix).map_err(|e| format!("{name}={v:?}: {e}")),
+        Err(_) => Ok(default),
+    }
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    let (Some(width), Some(out)) = (args.get(1).and_then(|w| w.parse::<usize>().ok()), args.get(2)) else {
-        eprintln!("usage: emit-verilog <64|512> <out.v>");
+    let regs = args.get(1).map(String::as_str) == Some("regs");
+    let rest = if regs { &args[2..] } else { &args[1..] };
+    let (Some(width), Some(out)) = (rest.first().and_then(|w| w.parse::<usize>().ok()), rest.get(1)) else {
+        eprintln!("usage: emit-verilog [regs] <64|512> <out.v>");
         return ExitCode::from(2);
     };
     if !tandem_hdl::WIDTHS.contains(&width) {
         eprintln!("emit-verilog: width {width} is not one of {:?}", tandem_hdl::WIDTHS);
         return ExitCode::from(2);
     }
-    match std::fs::write(out, tandem_hdl::link_verilog(width)) {
+    let verilog = if regs {
+        let build = (|| -> Result<BuildId, String> {
+            Ok(BuildId {
+                revision: env_num("TANDEM_BUILD_REV", 16, 0)?,
+                date: env_num("TANDEM_BUILD_DATE", 10, 19_700_101)?,
+                clock_khz: env_num("TANDEM_CLOCK_KHZ", 10, 250_000)?,
+                datapath_bits: width as u32,
+            })
+        })();
+        match build {
+            Ok(b) => tandem_hdl::regs_verilog(b),
+            Err(e) => {
+                eprintln!("emit-verilog: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        tandem_hdl::link_verilog(width)
+    };
+    match std::fs::write(out, verilog) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("emit-verilog: cannot write {out}: {e}");

@@ -1,0 +1,34 @@
+# Alveo U280 build recipe (Vivado, non-project mode). NOT RUN: no Vivado on the machine
+# where this was written; treat as a checked-in starting point, not a known-good build.
+#
+# Board facts only: part, shell IP, constraints. The engine Verilog is generated:
+#   TANDEM_BUILD_REV=$(git rev-parse --short=8 HEAD) TANDEM_BUILD_DATE=$(date +%Y%m%d) \
+#   TANDEM_CLOCK_KHZ=250000 cargo run -p tandem-hdl --bin emit-verilog -- regs 512 gen/regs.v
+#   cargo run -p tandem-hdl --bin emit-verilog -- 512 gen/link.v
+# (the build stamp lands in the ID block: BUILD_STAMP_LO/HI, CLOCK_KHZ).
+#
+# Usage: vivado -mode batch -source build.tcl
+set part xcu280-fsvh2892-2L-e
+set here [file dirname [file normalize [info script]]]
+create_project -in_memory -part $part
+set_property target_language Verilog [current_project]
+
+# Shell: QDMA (PCIe Gen3 x16) for BAR0 (AXI4-Lite) and DMA (AXI4), CMAC (100G) for the link.
+create_ip -name qdma -vendor xilinx.com -library ip -module_name shell_dma
+set_property -dict [list CONFIG.pl_link_cap_max_link_width {X16} CONFIG.pl_link_cap_max_link_speed {8.0_GT/s} \
+  CONFIG.axilite_master_en {true} CONFIG.axi_data_width {512_bit}] [get_ips shell_dma]
+create_ip -name cmac_usplus -vendor xilinx.com -library ip -module_name link_cmac
+set_property -dict [list CONFIG.USER_INTERFACE {AXIS} CONFIG.GT_REF_CLK_FREQ {161.1328125}] [get_ips link_cmac]
+generate_target all [get_ips]
+
+# Generated engine pieces (module names are all `top` when emitted; rename on emission
+# before this recipe can link more than one of them). The wrapper that joins the shell's
+# M_AXI_LITE to s_axil_*, its AXI4 slave to the engine's DMA master and the CMAC AXIS to
+# m_axis_link_*/s_axis_link_* is NOT written: the engine's DMA master does not exist yet.
+read_verilog [glob -nocomplain $here/gen/*.v]
+read_xdc $here/constraints.xdc
+
+# synth_design -top tandem_shell_top -part $part
+# opt_design; place_design; route_design
+# write_bitstream -force $here/tandem_u280.bit
+puts "alveo-u280: IP generated; synthesis is disabled until the shell wrapper exists (see README)"

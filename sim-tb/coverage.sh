@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Line coverage of the generated RTL under the Verilator testbenches.
+# Runs every sim-tb test with TANDEM_COVERAGE set, merges the per-instance .dat files and
+# prints verilator_coverage's total (covered/all points and percent) per model width.
+# Usage: sim-tb/coverage.sh [out-dir]   (default /tmp/tandem-coverage)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/target-rtl}"
+out="${1:-/tmp/tandem-coverage}"
+rm -rf "$out"
+mkdir -p "$out"
+TANDEM_COVERAGE="$out" cargo test -q -p tandem-sim-tb --release > "$out/test.log" 2>&1 || { cat "$out/test.log"; exit 1; }
+for w in 64 512; do
+  files=$(ls "$out"/link"$w"-*.dat 2>/dev/null || true)
+  [ -n "$files" ] || continue
+  # shellcheck disable=SC2086
+  verilator_coverage --write "$out/merged$w.dat" $files > /dev/null
+  verilator_coverage --annotate "$out/annotated$w" "$out/merged$w.dat" | sed -n "s/^Total coverage/$w bits: total line coverage/p"
+done
