@@ -624,17 +624,14 @@ impl HaEngine {
                     return;
                 }
                 s.lease = Some(Lease { until, epoch });
-                match s.phase {
-                    Phase::Acquiring => {
-                        s.phase = Phase::Replaying;
-                        // Between two of our leases the other node may have held it and
-                        // changed the copy record: what we knew no longer holds.
-                        s.mark = CopyMark::Unknown;
-                        s.refusal = None;
-                        out.push(Command::Replay { service });
-                        Self::note(out, format!("service {}: lease granted (epoch {epoch}); replaying", service.0));
-                    }
-                    _ => {}
+                if s.phase == Phase::Acquiring {
+                    s.phase = Phase::Replaying;
+                    // Between two of our leases the other node may have held it and
+                    // changed the copy record: what we knew no longer holds.
+                    s.mark = CopyMark::Unknown;
+                    s.refusal = None;
+                    out.push(Command::Replay { service });
+                    Self::note(out, format!("service {}: lease granted (epoch {epoch}); replaying", service.0));
                 }
             }
             Grant::Denied { reason, holder } => {
