@@ -95,6 +95,17 @@ enum Cmd {
         #[arg(long, default_value = "127.0.0.1:7800")]
         listen: String,
     },
+    /// Write the configurations of an HA pair on loopback (free ports) into a directory and
+    /// print the ports as shell assignments (used by scripts/bench-nbd).
+    #[command(hide = true)]
+    GenPairConfig {
+        /// Directory for n0.toml, n1.toml and the nodes' files.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Auto-giveback delay, ms.
+        #[arg(long)]
+        auto_giveback_ms: Option<u64>,
+    },
     /// Stop a node.
     Shutdown {
         /// The node's control socket.
@@ -184,6 +195,16 @@ fn main() -> anyhow::Result<()> {
         Cmd::Checkpoint { socket } => ctl(&socket, Request::Checkpoint),
         Cmd::ReplayPartner { socket, force } => ctl(&socket, Request::ReplayPartner { force }),
         Cmd::Shutdown { socket } => ctl(&socket, Request::Shutdown),
+        Cmd::GenPairConfig { dir, auto_giveback_ms } => {
+            std::fs::create_dir_all(&dir)?;
+            let dir = dir.canonicalize()?;
+            let ports = tandem::demo::PairPorts::pick()?;
+            for id in 0..2u8 {
+                std::fs::write(dir.join(format!("n{id}.toml")), tandem::demo::ha_node_config(&dir, id, &ports, auto_giveback_ms))?;
+            }
+            println!("WITNESS_PORT={} NBD1_PORT={} NBD2_PORT={}", ports.witness, ports.nbd[0], ports.nbd[1]);
+            Ok(())
+        }
         Cmd::Takeover { socket } => ctl(&socket, Request::Takeover),
         Cmd::Giveback { socket } => ctl(&socket, Request::Giveback),
         Cmd::Mediator { listen } => {
