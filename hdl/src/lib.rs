@@ -1,6 +1,7 @@
 //! The Tandem mirroring engine in rust-hdl.
 #![allow(missing_debug_implementations)] // rust-hdl's LogicBlock types do not derive Debug.
 
+pub mod axi_dma;
 pub mod axil_regs;
 pub mod crc32c_accum;
 pub mod crc32c_step;
