@@ -81,6 +81,7 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+pub mod client;
 mod conn;
 mod device;
 mod handshake;
