@@ -902,7 +902,11 @@ impl HaEngine {
                     Self::note(out, format!("service {}: partner asks for it; refused until the copies are current again", id.0));
                 }
             }
-            if asked && !s.want && s.phase == Phase::Idle && s.acquire_sent.is_none() && !s.released_for_partner && s.home != me {
+            // Released for the partner, it still asks: normal while its acquire is on the way,
+            // but if this node last knew the record as "copy stale" (a lease that lapsed
+            // unmirrored, then given back), the partner is refused and must be served first.
+            let stuck = !s.released_for_partner || s.mark != CopyMark::Current;
+            if asked && !s.want && s.phase == Phase::Idle && s.acquire_sent.is_none() && stuck && s.home != me {
                 // The partner cannot get its own service (the witness says only this node's
                 // copy is current): serve it here first, then hand it back.
                 s.want = true;
