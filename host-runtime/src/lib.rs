@@ -11,6 +11,7 @@ pub mod bench;
 pub mod config;
 pub mod control;
 pub mod demo;
+pub mod demo_ha;
 pub mod device;
 pub mod dirty;
 pub mod engines;

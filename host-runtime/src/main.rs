@@ -37,6 +37,10 @@ enum Cmd {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// Run the HA pair demo instead: NBD client, kill -9 of the serving node,
+        /// takeover at the same address, giveback.
+        #[arg(long)]
+        ha: bool,
     },
     /// Run one node from a TOML configuration (see examples/).
     Node {
@@ -134,7 +138,14 @@ fn ctl(socket: &std::path::Path, req: Request) -> anyhow::Result<()> {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Demo { engine, kill_after, threads, keep, json } => {
+        Cmd::Demo { ha: true, .. } => {
+            init_tracing("warn");
+            if !tandem::demo_ha::run(None)? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Cmd::Demo { engine, kill_after, threads, keep, json, ha: false } => {
             init_tracing("warn");
             let opts = tandem::demo::DemoOptions { engine, kill_after_acks: kill_after, threads, keep, ..Default::default() };
             let r = tandem::demo::run(&opts, |s| eprintln!("demo: {s}"))?;

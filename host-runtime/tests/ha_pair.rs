@@ -114,3 +114,11 @@ fn kill_the_serving_node_partner_takes_over_then_gives_back() {
         qemu_io(ports.nbd[0], "vol1", &["read -P 0x11 0 1M", "read -P 0x22 4M 64k", "read -P 0x44 8M 64k"]).is_ok()
     });
 }
+
+#[test]
+fn the_ha_demo_passes() {
+    let out = Command::new(exe()).args(["demo", "--ha"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("verification: PASS") && text.contains("first client write acknowledged by node 1"), "{text}");
+}
