@@ -15,6 +15,7 @@ pub mod faultshim;
 pub mod mem;
 pub mod region;
 pub mod soft;
+pub mod vfio;
 
 pub use api::{CounterSnapshot, Engine, EngineError, EngineInfo};
 pub use region::{MemRegion, OutOfBounds};
