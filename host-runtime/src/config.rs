@@ -222,6 +222,9 @@ fn d_lease() -> u64 {
 fn d_boot_wait() -> u64 {
     1000
 }
+fn d_cluster() -> String {
+    "tandem".into()
+}
 fn d_witness_timeout() -> u64 {
     50
 }
@@ -237,8 +240,12 @@ pub struct HaSection {
     pub mgmt_listen: SocketAddr,
     /// The partner's `mgmt_listen`.
     pub partner_mgmt: SocketAddr,
-    /// The witness: `mediator:<host:port>` (a `tandem mediator`).
+    /// The witness: `mediator:<host:port>` (a `tandem mediator`), or
+    /// `etcd:<endpoint>[,<endpoint>...]` (etcd v3, e.g. `etcd:http://10.0.0.5:2379`).
     pub witness: String,
+    /// Name of the pair in the etcd key space (`/tandem/<cluster>/service/<id>`).
+    #[serde(default = "d_cluster")]
+    pub cluster: String,
     /// Heartbeat interval, ms (both paths).
     #[serde(default = "d_heartbeat")]
     pub heartbeat_ms: u64,
@@ -257,6 +264,15 @@ pub struct HaSection {
     /// How long one witness request may take, ms.
     #[serde(default = "d_witness_timeout")]
     pub witness_timeout_ms: u64,
+}
+
+/// Where the witness is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WitnessSpec {
+    /// A `tandem mediator` (UDP).
+    Mediator(SocketAddr),
+    /// etcd v3 endpoints.
+    Etcd(Vec<String>),
 }
 
 /// `[[service]]`: a storage service of the pair (an NBD export), with its home node.
@@ -382,13 +398,23 @@ impl Config {
         self.validate_ha()
     }
 
-    /// The witness address of `ha.witness`.
-    pub fn witness_addr(&self) -> Result<SocketAddr, ConfigError> {
+    /// The witness `ha.witness` names.
+    pub fn witness(&self) -> Result<WitnessSpec, ConfigError> {
         let ha = self.ha.as_ref().ok_or_else(|| self.invalid("ha", "missing"))?;
-        match ha.witness.strip_prefix("mediator:") {
-            Some(a) => a.parse().map_err(|e| self.invalid("ha.witness", format!("`{a}` is not host:port: {e}"))),
-            None => Err(self.invalid("ha.witness", format!("`{}` is not a witness: use \"mediator:<host:port>\"", ha.witness))),
+        if let Some(a) = ha.witness.strip_prefix("mediator:") {
+            return a.parse().map(WitnessSpec::Mediator).map_err(|e| self.invalid("ha.witness", format!("`{a}` is not host:port: {e}")));
         }
+        if let Some(list) = ha.witness.strip_prefix("etcd:") {
+            let eps: Vec<String> = list.split(',').map(|e| e.trim().to_string()).filter(|e| !e.is_empty()).collect();
+            if eps.is_empty() {
+                return Err(self.invalid("ha.witness", "etcd: needs at least one endpoint"));
+            }
+            let refs: Vec<&str> = eps.iter().map(String::as_str).collect();
+            crate::ha::etcd::EtcdWitness::new(&refs, &ha.cluster, Duration::from_millis(ha.witness_timeout_ms))
+                .map_err(|e| self.invalid("ha.witness", e.to_string()))?;
+            return Ok(WitnessSpec::Etcd(eps));
+        }
+        Err(self.invalid("ha.witness", format!("`{}` is not a witness: use \"mediator:<host:port>\" or \"etcd:<endpoint>\"", ha.witness)))
     }
 
     fn validate_ha(&self) -> Result<(), ConfigError> {
@@ -404,7 +430,7 @@ impl Config {
         if ha.mgmt_listen == ha.partner_mgmt {
             return Err(self.invalid("ha.partner_mgmt", "is the same address as ha.mgmt_listen"));
         }
-        self.witness_addr()?;
+        self.witness()?;
         if ha.misses == 0 {
             return Err(self.invalid("ha.misses", "must be at least 1"));
         }

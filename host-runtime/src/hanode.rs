@@ -12,7 +12,7 @@
 //! - heartbeats over the mirror link travel in the window's status block: the event loop
 //!   writes this node's block and reads the partner's from the mirror window.
 
-use crate::config::{Config, ServiceSection};
+use crate::config::{Config, ServiceSection, WitnessSpec};
 use crate::device::MirroredDevice;
 use crate::dirty::DirtyMap;
 use crate::ha::witness::UdpWitness;
@@ -120,7 +120,7 @@ impl HaNode {
         let engine = HaEngine::new(ha_config(&cfg)?, me, incarnation).map_err(|e| anyhow::anyhow!("{}: [ha]: {e}", cfg.file.display()))?;
         let udp = UdpSocket::bind(ha.mgmt_listen).with_context(|| format!("{}: ha.mgmt_listen {}", cfg.file.display(), ha.mgmt_listen))?;
         udp.set_read_timeout(Some(Duration::from_millis(50)))?;
-        let witness = UdpWitness::new(cfg.witness_addr()?, Duration::from_millis(ha.witness_timeout_ms))?;
+        let witness = make_witness(&cfg)?;
         let (tx, rx) = channel();
         let shared = Arc::new(Shared {
             node,
@@ -208,7 +208,20 @@ fn mgmt_receiver(sh: &Shared, sock: UdpSocket) {
     }
 }
 
-fn witness_worker(sh: &Shared, mut w: UdpWitness, rx: Receiver<Command>) {
+/// The witness client the configuration names.
+pub fn make_witness(cfg: &Config) -> anyhow::Result<Box<dyn WitnessClient + Send>> {
+    let ha = cfg.ha.as_ref().context("the configuration has no [ha] section")?;
+    let timeout = Duration::from_millis(ha.witness_timeout_ms);
+    Ok(match cfg.witness()? {
+        WitnessSpec::Mediator(addr) => Box::new(UdpWitness::new(addr, timeout)?),
+        WitnessSpec::Etcd(eps) => {
+            let refs: Vec<&str> = eps.iter().map(String::as_str).collect();
+            Box::new(crate::ha::etcd::EtcdWitness::new(&refs, &ha.cluster, timeout).map_err(|e| anyhow::anyhow!("{e}"))?)
+        }
+    })
+}
+
+fn witness_worker(sh: &Shared, mut w: Box<dyn WitnessClient + Send>, rx: Receiver<Command>) {
     while let Ok(cmd) = rx.recv() {
         if sh.stop.load(Ordering::Relaxed) {
             return;
@@ -238,9 +251,7 @@ fn open_image(svc: &ServiceSection) -> anyhow::Result<BackingStore> {
 
 fn io_worker(sh: &Shared, rx: Receiver<Command>) {
     // Release goes through the witness, but here, after the StopServing before it.
-    let witness_addr = sh.node.config().witness_addr().ok();
-    let timeout = Duration::from_millis(sh.node.config().ha.as_ref().map_or(50, |h| h.witness_timeout_ms));
-    let mut releaser = witness_addr.and_then(|a| UdpWitness::new(a, timeout).ok());
+    let mut releaser = make_witness(sh.node.config()).map_err(|e| tracing::error!("witness for releases: {e:#}")).ok();
     while let Ok(cmd) = rx.recv() {
         if sh.stop.load(Ordering::Relaxed) {
             return;

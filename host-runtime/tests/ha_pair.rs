@@ -122,3 +122,43 @@ fn the_ha_demo_passes() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("verification: PASS") && text.contains("first client write acknowledged by node 1"), "{text}");
 }
+
+/// The same takeover with etcd as the witness (Debian's etcd-server, started here).
+#[test]
+fn takeover_with_an_etcd_witness() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (client, peer) = (format!("http://127.0.0.1:{}", free()), format!("http://127.0.0.1:{}", free()));
+    let log = std::fs::File::create(d.join("etcd.log")).unwrap();
+    let etcd = Command::new("etcd")
+        .args(["--name", "w", "--data-dir"])
+        .arg(d.join("etcd"))
+        .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+        .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer, "--initial-cluster", &format!("w={peer}")])
+        .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("etcd not found: install the Debian package etcd-server (scripts/test does)");
+    let mut procs = Procs(vec![etcd]);
+    let ports = PairPorts::pick().unwrap();
+    for id in 0..2u8 {
+        let cfg = ha_node_config(d, id, &ports, None)
+            .replace(&format!("witness = \"mediator:127.0.0.1:{}\"", ports.witness), &format!("witness = \"etcd:{client}\""))
+            .replace("witness_timeout_ms = 50", "witness_timeout_ms = 150");
+        std::fs::write(d.join(format!("n{id}.toml")), cfg).unwrap();
+    }
+    procs.0.push(start_node(d, 0));
+    procs.0.push(start_node(d, 1));
+    wait_until("each node to serve its home service (etcd witness)", Duration::from_secs(40), || {
+        serving(d, 0) == Some(vec![1]) && serving(d, 1) == Some(vec![2])
+    });
+    qemu_io(ports.nbd[0], "vol1", &["write -P 0x5e 0 256k"]).unwrap();
+    procs.0[1].kill().unwrap();
+    procs.0[1].wait().unwrap();
+    // etcd leases run in whole seconds: the takeover waits for etcd to expire node 0's lease.
+    let took = wait_until("node 1 to serve vol1", Duration::from_secs(20), || serving(d, 1).is_some_and(|s| s.contains(&1)));
+    eprintln!("takeover with the etcd witness after {took:?}");
+    wait_until("the read on node 1", Duration::from_secs(10), || qemu_io(ports.nbd[0], "vol1", &["read -P 0x5e 0 256k"]).is_ok());
+}
