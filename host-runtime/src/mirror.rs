@@ -314,6 +314,12 @@ impl Mirror {
         self.lock().completed
     }
 
+    /// Entries submitted and not yet completed: how far the partner's copy lags behind.
+    pub fn lag(&self) -> u64 {
+        let st = self.lock();
+        st.submitted.saturating_sub(st.completed)
+    }
+
     /// Waits until every ticket up to `tickets.last` completed; errors if any of
     /// `tickets` failed (reporting the first).
     pub fn wait(&self, tickets: Tickets) -> Result<(), MirrorError> {

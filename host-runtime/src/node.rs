@@ -231,6 +231,8 @@ impl Node {
             "link": self.engine.link_state().name(),
             "counters": self.engine.counters().to_string(),
             "log": stats,
+            "last_consistency_point_lsn": stats.cp_lsn,
+            "mirror": { "mode": self.log.mirror().mode(), "lag_entries": self.log.mirror().lag() },
             "log_id": format!("{:#010x}", self.log.geometry().log_id),
             "pages_free": self.pages.free_count(),
             "recovered_at_start": self.recovered,
