@@ -154,6 +154,11 @@ impl DmaBuffer {
         self.len as u64
     }
 
+    /// Length mapped for the device (whole pages).
+    pub fn mapped_len(&self) -> u64 {
+        self.map_len as u64
+    }
+
     /// True for an empty buffer (never: allocation refuses zero lengths).
     pub fn is_empty(&self) -> bool {
         self.len == 0
