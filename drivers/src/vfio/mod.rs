@@ -22,9 +22,35 @@
 //! answers the VFIO calls and models the card behind BAR0; its link is a soft engine, so
 //! a vfio engine over the fake pairs with a soft engine or another fake:
 //!
-//! ```ignore
-//! let fake = FakeVfio::new(FakeLink::new(listener, partner_addr));
-//! let engine = VfioEngine::open_with(fake.clone(), VfioConfig::new("0000:00:00.0", 8 << 20, 1 << 20))?;
+//! ```
+//! use std::time::Duration;
+//! use tandem_drivers::soft::{SoftConfig, SoftEngine};
+//! use tandem_drivers::vfio::fake::{FakeLink, FakeVfio};
+//! use tandem_drivers::vfio::{VfioConfig, VfioEngine};
+//! use tandem_drivers::{Engine, MemRegion};
+//! use tandem_hsi::{CompletionStatus, Opcode, SubmissionEntry};
+//!
+//! // A fake card (link on port la) and a soft engine (port lb) mirror into each other.
+//! let la = SoftEngine::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+//! let lb = SoftEngine::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+//! let (addr_a, addr_b) = (la.local_addr(), lb.local_addr());
+//! let fake = FakeVfio::new(FakeLink::new(la, addr_b));
+//! let a = VfioEngine::open_with(fake, VfioConfig::new("0000:3b:00.0", 1 << 20, 1 << 20)).unwrap();
+//! let region = || MemRegion::anonymous(1 << 20, 0x1000_0000).unwrap();
+//! let b = SoftEngine::start(lb, SoftConfig::new(addr_b, addr_a, region(), region())).unwrap();
+//!
+//! a.host_region().write(0, b"mirror me").unwrap();
+//! let host_addr = a.host_region().dma_base(); // an IOVA
+//! let e = SubmissionEntry { opcode: Opcode::Log, service_tag: 1, host_addr, window_offset: 64, length: 9, cookie: 7 };
+//! assert_eq!(a.post(&[e]).unwrap(), 1);
+//! a.ring_doorbell().unwrap();
+//! let mut done = Vec::new();
+//! while done.is_empty() {
+//!     assert!(a.wait_completions(Duration::from_secs(5)).unwrap());
+//!     a.poll_completions(&mut done, 16).unwrap();
+//! }
+//! assert_eq!(done[0].status, CompletionStatus::Ok);
+//! assert_eq!(b.mirror_window().read_vec(64, 9).unwrap(), b"mirror me");
 //! ```
 //!
 //! # Rings
