@@ -19,7 +19,9 @@ use tandem_nbd::client::NbdClient;
 const BLOCKS: u64 = 256;
 const BLOCK: usize = 4096;
 
-struct Procs(Vec<Option<Child>>);
+/// Child processes, killed when dropped.
+#[derive(Debug)]
+pub struct Procs(pub Vec<Option<Child>>);
 impl Drop for Procs {
     fn drop(&mut self) {
         for c in self.0.iter_mut().flatten() {
@@ -52,7 +54,8 @@ struct Ledger {
     first_ack_after_kill: Option<Instant>,
 }
 
-fn start_node(exe: &Path, dir: &Path, id: u8) -> anyhow::Result<Child> {
+/// Starts `tandem node --config <dir>/n<id>.toml` (messages: errors only, unless RUST_LOG).
+pub fn start_node(exe: &Path, dir: &Path, id: u8) -> anyhow::Result<Child> {
     Ok(Command::new(exe)
         .args(["node", "--config"])
         .arg(dir.join(format!("n{id}.toml")))
@@ -66,11 +69,17 @@ fn ha_status(dir: &Path, id: u8) -> Option<serde_json::Value> {
     request(&dir.join(format!("n{id}.sock")), &Request::Status, Duration::from_millis(500)).ok().map(|v| v["ha"].clone())
 }
 
-fn serves(dir: &Path, id: u8, svc: u64) -> bool {
-    ha_status(dir, id).and_then(|h| h["serving_exports"].as_array().map(|a| a.iter().any(|x| x.as_u64() == Some(svc)))).unwrap_or(false)
+/// The services node `id` (control socket `<dir>/n<id>.sock`) serves, if it answers.
+pub fn serving(dir: &Path, id: u8) -> Option<Vec<u64>> {
+    ha_status(dir, id).and_then(|h| h["serving_exports"].as_array().map(|a| a.iter().filter_map(|x| x.as_u64()).collect()))
 }
 
-fn wait(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> anyhow::Result<Duration> {
+fn serves(dir: &Path, id: u8, svc: u64) -> bool {
+    serving(dir, id).is_some_and(|s| s.contains(&svc))
+}
+
+/// Polls `f` every 5 ms until it holds or `limit` passes; returns how long it took.
+pub fn wait(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> anyhow::Result<Duration> {
     let t = Instant::now();
     while !f() {
         if t.elapsed() > limit {

@@ -6,46 +6,19 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use tandem::control::{request, Request};
 use tandem::demo::{ha_node_config, PairPorts};
-
-struct Procs(Vec<Child>);
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
+use tandem::demo_ha::{serving, Procs};
 
 fn exe() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_tandem"))
 }
 
 fn start_node(dir: &Path, id: u8) -> Child {
-    Command::new(exe())
-        .args(["node", "--config"])
-        .arg(dir.join(format!("n{id}.toml")))
-        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap()
+    tandem::demo_ha::start_node(&exe(), dir, id).unwrap()
 }
 
-fn serving(dir: &Path, id: u8) -> Option<Vec<u64>> {
-    let v = request(&dir.join(format!("n{id}.sock")), &Request::Status, Duration::from_secs(2)).ok()?;
-    v["ha"]["serving_exports"].as_array().map(|a| a.iter().filter_map(|x| x.as_u64()).collect())
-}
-
-fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
-    let t = Instant::now();
-    while !f() {
-        assert!(t.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    t.elapsed()
+fn wait_until(what: &str, limit: Duration, f: impl FnMut() -> bool) -> Duration {
+    tandem::demo_ha::wait(what, limit, f).unwrap()
 }
 
 fn qemu_io(port: u16, export: &str, cmds: &[&str]) -> Result<String, String> {
@@ -72,16 +45,16 @@ fn kill_the_serving_node_partner_takes_over_then_gives_back() {
         std::fs::write(d.join(format!("n{id}.toml")), ha_node_config(d, id, &ports, Some(500))).unwrap();
     }
     let mut procs = Procs(Vec::new());
-    procs.0.push(
+    procs.0.push(Some(
         Command::new(exe())
             .args(["mediator", "--listen", &format!("127.0.0.1:{}", ports.witness)])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
-    );
-    procs.0.push(start_node(d, 0));
-    procs.0.push(start_node(d, 1));
+    ));
+    procs.0.push(Some(start_node(d, 0)));
+    procs.0.push(Some(start_node(d, 1)));
     wait_until("each node to serve its home service", Duration::from_secs(30), || {
         serving(d, 0) == Some(vec![1]) && serving(d, 1) == Some(vec![2])
     });
@@ -90,8 +63,9 @@ fn kill_the_serving_node_partner_takes_over_then_gives_back() {
     qemu_io(ports.nbd[1], "vol2", &["write -P 0x33 0 64k"]).unwrap();
 
     // Kill node 0; node 1 takes vol1 over at the same address.
-    procs.0[1].kill().unwrap();
-    procs.0[1].wait().unwrap();
+    let mut victim = procs.0[1].take().unwrap();
+    victim.kill().unwrap();
+    victim.wait().unwrap();
     let t = Instant::now();
     wait_until("node 1 to serve vol1", Duration::from_secs(10), || serving(d, 1).is_some_and(|s| s.contains(&1)));
     let mut first_io = None;
@@ -108,7 +82,7 @@ fn kill_the_serving_node_partner_takes_over_then_gives_back() {
     qemu_io(ports.nbd[1], "vol2", &["read -P 0x33 0 64k"]).unwrap();
 
     // Node 0 comes back: resync, then vol1 goes home (auto-giveback).
-    procs.0[1] = start_node(d, 0);
+    procs.0[1] = Some(start_node(d, 0));
     wait_until("vol1 back on node 0", Duration::from_secs(30), || serving(d, 0) == Some(vec![1]) && serving(d, 1) == Some(vec![2]));
     wait_until("reads on node 0 after giveback", Duration::from_secs(10), || {
         qemu_io(ports.nbd[0], "vol1", &["read -P 0x11 0 1M", "read -P 0x22 4M 64k", "read -P 0x44 8M 64k"]).is_ok()
@@ -141,7 +115,7 @@ fn takeover_with_an_etcd_witness() {
         .stderr(log)
         .spawn()
         .expect("etcd not found: install the Debian package etcd-server (scripts/test does)");
-    let mut procs = Procs(vec![etcd]);
+    let mut procs = Procs(vec![Some(etcd)]);
     let ports = PairPorts::pick().unwrap();
     for id in 0..2u8 {
         let cfg = ha_node_config(d, id, &ports, None)
@@ -149,14 +123,15 @@ fn takeover_with_an_etcd_witness() {
             .replace("witness_timeout_ms = 50", "witness_timeout_ms = 150");
         std::fs::write(d.join(format!("n{id}.toml")), cfg).unwrap();
     }
-    procs.0.push(start_node(d, 0));
-    procs.0.push(start_node(d, 1));
+    procs.0.push(Some(start_node(d, 0)));
+    procs.0.push(Some(start_node(d, 1)));
     wait_until("each node to serve its home service (etcd witness)", Duration::from_secs(40), || {
         serving(d, 0) == Some(vec![1]) && serving(d, 1) == Some(vec![2])
     });
     qemu_io(ports.nbd[0], "vol1", &["write -P 0x5e 0 256k"]).unwrap();
-    procs.0[1].kill().unwrap();
-    procs.0[1].wait().unwrap();
+    let mut victim = procs.0[1].take().unwrap();
+    victim.kill().unwrap();
+    victim.wait().unwrap();
     // etcd leases run in whole seconds: the takeover waits for etcd to expire node 0's lease.
     let took = wait_until("node 1 to serve vol1", Duration::from_secs(20), || serving(d, 1).is_some_and(|s| s.contains(&1)));
     eprintln!("takeover with the etcd witness after {took:?}");

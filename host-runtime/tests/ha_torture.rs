@@ -17,48 +17,21 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use tandem::control::{request, Request};
 use tandem::demo::{ha_node_config, PairPorts};
+use tandem::demo_ha::{serving, Procs};
 
 const BLOCKS: u64 = 128;
-
-struct Procs(Vec<Option<Child>>);
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in self.0.iter_mut().flatten() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 fn exe() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_tandem"))
 }
 
 fn start_node(dir: &Path, id: u8) -> Child {
-    Command::new(exe())
-        .args(["node", "--config"])
-        .arg(dir.join(format!("n{id}.toml")))
-        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap()
+    tandem::demo_ha::start_node(&exe(), dir, id).unwrap()
 }
 
-fn serving(dir: &Path, id: u8) -> Option<Vec<u64>> {
-    let v = request(&dir.join(format!("n{id}.sock")), &Request::Status, Duration::from_secs(2)).ok()?;
-    v["ha"]["serving_exports"].as_array().map(|a| a.iter().filter_map(|x| x.as_u64()).collect())
-}
-
-fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
-    let t = Instant::now();
-    while !f() {
-        assert!(t.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    t.elapsed()
+fn wait_until(what: &str, limit: Duration, f: impl FnMut() -> bool) -> Duration {
+    tandem::demo_ha::wait(what, limit, f).unwrap()
 }
 
 /// nbdsh runs its script with the system Python, which has the libnbd module.
