@@ -643,7 +643,7 @@ impl FakeDevice {
                 irq |= Irq::LINK_CHANGE;
             }
             let done = aborting.is_some_and(|t| (run.slots.is_empty() && run.ready.is_empty()) || t.elapsed() > Duration::from_secs(10));
-            self.publish(&run, link, irq, done);
+            self.publish(&run, link, irq);
             if done {
                 break;
             }
@@ -657,6 +657,7 @@ impl FakeDevice {
             }
         }
         run.soft.shutdown();
+        drop(run); // every DMA view goes before the device reports that it stopped
         let mut st = lock(&self.st);
         // Freeze the counters at their last values, then let go of the link.
         if let Some(now) = st.raw_counters() {
@@ -676,7 +677,7 @@ impl FakeDevice {
     }
 
     /// Makes the run's state visible in the registers and raises interrupts.
-    fn publish(&self, run: &Run, link: LinkState, irq: Irq, stopping: bool) {
+    fn publish(&self, run: &Run, link: LinkState, irq: Irq) {
         let mut st = lock(&self.st);
         let r = &mut st.regs;
         r[reg_index(&hr::sq::BLOCK, hr::sq::TAIL)] = run.sq_tail;
@@ -687,10 +688,8 @@ impl FakeDevice {
             r[reg_index(l, reg)] = v as u32;
             r[reg_index(l, reg + 4)] = (v >> 32) as u32;
         }
-        let mut status = Status::empty();
-        if !stopping {
-            status |= Status::RUNNING;
-        }
+        // RUNNING stays set until the worker has let go of the DMA memory (end of `run`).
+        let mut status = Status::RUNNING;
         if link == LinkState::Up {
             status |= Status::LINK_UP;
         }

@@ -151,6 +151,8 @@ fn open_programs_the_card_and_teardown_unmaps_dma_before_closing() {
     drop(e);
     assert!(!dev.is_running());
     assert_eq!(dev.iommu_mappings(), 0, "every DMA buffer unmapped");
+    let status = Status::from_bits_truncate(dev.peek(hr::control::BASE + hr::control::STATUS));
+    assert!(!status.contains(Status::ERROR), "the card had stopped before its memory was unmapped");
     let calls = fake.calls();
     let pos = |name: &str| calls.iter().position(|c| c == name).unwrap_or_else(|| panic!("{name} not called: {calls:?}"));
     let order = [
@@ -211,7 +213,11 @@ fn completion_ring_phase_bit_wraps() {
     let phases: Vec<u8> = (0..4).map(|s| cq.read_vec(s * 16 + completion::PHASE.offset as u64, 1).unwrap()[0]).collect();
     assert_eq!(phases, [1, 0, 0, 0]);
     assert_eq!(fake.device().peek(hr::cq::BASE + hr::cq::TAIL), 1, "the host returned every slot");
-    assert_eq!(fake.device().peek(hr::cq::BASE + hr::cq::HEAD), 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fake.device().peek(hr::cq::BASE + hr::cq::HEAD) != 1 {
+        assert!(Instant::now() < deadline, "the card's completion HEAD reaches slot 1");
+        std::thread::sleep(Duration::from_millis(1));
+    }
     for i in 0..41u32 {
         let off = u64::from(i % 1000) * 64;
         assert_eq!(soft.mirror_window().read_vec(off, 64).unwrap(), vec![i as u8; 64]);
@@ -254,19 +260,40 @@ fn ring_full_back_pressure_counts_until_completions_are_consumed() {
 #[test]
 fn msix_eventfd_wakes_the_waiter_and_the_cause_is_acknowledged() {
     let (e, fake, _soft) = setup(16, IrqMode::Msix);
+    let e = Arc::new(e);
     // Nothing outstanding: the wait times out.
     let t = Instant::now();
     assert!(!e.wait_completions(Duration::from_millis(60)).unwrap());
     assert!(t.elapsed() >= Duration::from_millis(55));
-    let x = entry(&e, 1);
-    e.post(&[x]).unwrap();
-    e.ring_doorbell().unwrap();
-    assert!(e.wait_completions(Duration::from_secs(10)).unwrap());
-    let irq = Irq::from_bits_truncate(fake.device().peek(hr::control::BASE + hr::control::IRQ_STATUS));
-    assert!(!irq.contains(Irq::COMPLETION), "the waiter cleared the completion cause (RW1C)");
+    // An entry posted while the waiter sleeps in poll(2) on the eventfd: only the MSI-X
+    // signal can wake it before its 20 s timeout.
+    let e2 = e.clone();
+    let poster = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        let x = entry(&e2, 1);
+        e2.post(&[x]).unwrap();
+        e2.ring_doorbell().unwrap();
+    });
+    let t = Instant::now();
+    assert!(e.wait_completions(Duration::from_secs(20)).unwrap());
+    assert!(t.elapsed() < Duration::from_secs(10), "woken by the interrupt, not the timeout");
+    poster.join().unwrap();
     let mut got = Vec::new();
     assert_eq!(e.poll_completions(&mut got, 8).unwrap(), 1);
     assert_eq!(got[0].status, CompletionStatus::Ok);
+    // Another completion, taken by polling alone: the card raises COMPLETION and nobody
+    // clears it, until a waiter does (RW1C) before it sleeps again.
+    e.post(&[entry(&e, 2)]).unwrap();
+    e.ring_doorbell().unwrap();
+    let irq_status = || Irq::from_bits_truncate(fake.device().peek(hr::control::BASE + hr::control::IRQ_STATUS));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while got.len() < 2 || !irq_status().contains(Irq::COMPLETION) {
+        assert!(Instant::now() < deadline, "the card completed the entry and raised COMPLETION");
+        e.poll_completions(&mut got, 8).unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(!e.wait_completions(Duration::from_millis(20)).unwrap());
+    assert!(!irq_status().contains(Irq::COMPLETION), "the waiter acknowledged the completion cause");
     assert!(fake.calls().iter().any(|c| c == "set_irq_eventfds"));
 }
 
