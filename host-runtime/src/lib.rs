@@ -17,6 +17,7 @@ pub mod dirty;
 pub mod engines;
 pub mod ha;
 pub mod hanode;
+pub mod identity;
 pub mod log;
 pub mod mirror;
 pub mod node;
