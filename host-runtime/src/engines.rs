@@ -19,10 +19,24 @@ pub fn build(cfg: &Config, host: MemRegion, window: MemRegion) -> anyhow::Result
             let e = SoftEngine::new(sc).map_err(|e| anyhow::anyhow!("{}: engine: {e}", cfg.file.display()))?;
             Ok(Arc::new(e))
         }
-        kind @ (EngineKind::Sim | EngineKind::Vfio(_)) => Err(ConfigError::Invalid {
+        EngineKind::Vfio(addr) => {
+            // The card's engine owns its DMA memory: it maps the same files itself.
+            let (host_len, window_len) = (host.len(), window.len());
+            drop((host, window));
+            let mut vc = tandem_drivers::vfio::VfioConfig::new(&addr, host_len, window_len);
+            vc.host_region = tandem_drivers::vfio::dma::DmaBacking::File(cfg.mirror.local_region.clone());
+            vc.mirror_window = tandem_drivers::vfio::dma::DmaBacking::File(cfg.mirror.mirror_window.clone());
+            vc.ring_depth = cfg.engine.ring_depth.min(65535);
+            vc.max_in_flight = cfg.engine.max_in_flight;
+            vc.retransmit_timeout = Duration::from_millis(cfg.engine.retransmit_ms);
+            vc.heartbeat_interval = Duration::from_millis(cfg.engine.heartbeat_ms);
+            let e = tandem_drivers::vfio::VfioEngine::open(vc).map_err(|e| anyhow::anyhow!("{}: engine.kind = \"vfio:{addr}\": {e}", cfg.file.display()))?;
+            Ok(Arc::new(e))
+        }
+        EngineKind::Sim => Err(ConfigError::Invalid {
             file: cfg.file.clone(),
             field: "engine.kind",
-            reason: format!("the {kind:?} backend is not built yet; only \"soft\" works in this version (see README, Status)"),
+            reason: "the sim backend (the Verilated RTL engine) is not built yet: the RTL engine has no register/DMA top yet (see README, Status)".into(),
         }
         .into()),
     }

@@ -67,6 +67,10 @@ fn garbage_frames_are_rejected_counted_and_the_node_keeps_serving() {
     for i in 0..50u64 {
         a.log().append(1, Change::Write { offset: i * 4096 }, &[i as u8; 4096]).unwrap();
     }
+    // Settle a's log (a consistency point moves its marker, which is mirrored): with
+    // nothing pending, nothing legitimate changes b's window while the bad input goes in.
+    a.checkpoint().unwrap();
+    assert_eq!(a.log().stats().pending, 0);
     let window = b.engine().mirror_window();
     let before = window.read_vec(0, window.len() as usize).unwrap();
     let addr = bcfg.engine.listen;
@@ -151,4 +155,16 @@ fn config_errors_name_the_file_and_the_field() {
     let out = Command::new(env!("CARGO_BIN_EXE_tandem")).arg("check-config").arg(&path).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("bad.toml") && err.contains("name"), "{err}");
+}
+
+#[test]
+fn a_vfio_engine_without_the_device_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vfio.toml");
+    let cfg = tandem::demo::node_config(dir.path(), "a", "b", "vfio:0000:7f:1f.7", 7101, 7102);
+    std::fs::write(&path, cfg).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tandem")).arg("node").arg("--config").arg(&path).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("vfio.toml") && err.contains("0000:7f:1f.7") && err.contains("/sys/bus/pci/devices"), "{err}");
 }
