@@ -102,6 +102,13 @@ impl MirroredDevice {
                 None if whole => {
                     cache.insert(block, Cached { data: None, lsn });
                 }
+                Some(d) if whole => {
+                    // A whole block: no need to read what it replaces.
+                    let from = (pos - offset) as usize;
+                    let bytes = d[from..from + BLOCK as usize].to_vec().into_boxed_slice();
+                    let prev = cache.get(&block).map_or(0, |c| c.lsn);
+                    cache.insert(block, Cached { data: Some(bytes), lsn: lsn.max(prev) });
+                }
                 _ => {
                     let c = match cache.entry(block) {
                         std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),

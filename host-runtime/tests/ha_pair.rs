@@ -137,3 +137,38 @@ fn takeover_with_an_etcd_witness() {
     eprintln!("takeover with the etcd witness after {took:?}");
     wait_until("the read on node 1", Duration::from_secs(10), || qemu_io(ports.nbd[0], "vol1", &["read -P 0x5e 0 256k"]).is_ok());
 }
+
+/// Planned takeover and giveback through the operator commands (maintenance of node 0).
+#[test]
+fn operator_takeover_and_giveback() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ports = PairPorts::pick().unwrap();
+    for id in 0..2u8 {
+        std::fs::write(d.join(format!("n{id}.toml")), ha_node_config(d, id, &ports, None)).unwrap();
+    }
+    let mediator = Command::new(exe())
+        .args(["mediator", "--listen", &format!("127.0.0.1:{}", ports.witness)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _procs = Procs(vec![Some(mediator), Some(start_node(d, 0)), Some(start_node(d, 1))]);
+    wait_until("each node to serve its home service", Duration::from_secs(30), || {
+        serving(d, 0) == Some(vec![1]) && serving(d, 1) == Some(vec![2])
+    });
+    qemu_io(ports.nbd[0], "vol1", &["write -P 0x61 0 256k"]).unwrap();
+    let cli = |cmd: &str| {
+        let out = Command::new(exe()).args([cmd, "--socket"]).arg(d.join("n1.sock")).output().unwrap();
+        assert!(out.status.success(), "tandem {cmd}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    cli("takeover");
+    wait_until("node 1 to serve both", Duration::from_secs(15), || serving(d, 1) == Some(vec![1, 2]) && serving(d, 0) == Some(vec![]));
+    wait_until("vol1 readable on node 1", Duration::from_secs(10), || qemu_io(ports.nbd[0], "vol1", &["read -P 0x61 0 256k"]).is_ok());
+    qemu_io(ports.nbd[0], "vol1", &["write -P 0x62 256k 256k"]).unwrap();
+    cli("giveback");
+    wait_until("vol1 back on node 0", Duration::from_secs(15), || serving(d, 0) == Some(vec![1]) && serving(d, 1) == Some(vec![2]));
+    wait_until("vol1 readable on node 0", Duration::from_secs(10), || {
+        qemu_io(ports.nbd[0], "vol1", &["read -P 0x61 0 256k", "read -P 0x62 256k 256k"]).is_ok()
+    });
+}

@@ -4,7 +4,8 @@
 //! test controls: the mirror links through the frame-aware fault shim, the management
 //! heartbeats and each node's witness traffic through UDP relays. While a fault is on, the
 //! test samples both nodes' status every few milliseconds and fails if both ever report
-//! serving the same service; writes acknowledged to a client must read back afterwards.
+//! serving the same service; writes acknowledged to a real NBD client (qemu-io) must read
+//! back afterwards.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -15,7 +16,6 @@ use std::time::{Duration, Instant};
 use tandem::control::{request, Request};
 use tandem::demo::{ha_node_config, PairPorts};
 use tandem_drivers::faultshim::FaultShim;
-use tandem_nbd::client::NbdClient;
 
 /// A UDP relay: datagrams to `front` go to `target`; replies come back to the last sender.
 struct Relay {
@@ -183,30 +183,29 @@ impl Pair {
     }
 }
 
-fn write_blocks(port: u16, export: &str, fill: u8, n: u64) -> u64 {
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let Ok(mut c) = NbdClient::connect(addr, export, Duration::from_secs(2)) else { return 0 };
-    let mut acked = 0;
-    for b in 0..n {
-        if c.write(b * 4096, &[fill; 4096]).is_err() {
-            break;
-        }
-        acked += 1;
-    }
-    acked
+/// qemu-io against an export: true when every command succeeded (a write returns only
+/// when the server acknowledged it; a read with -P checks the pattern).
+fn qemu_io(port: u16, export: &str, cmd: &str) -> bool {
+    let out = Command::new("qemu-io")
+        .args(["-f", "raw", &format!("nbd://127.0.0.1:{port}/{export}"), "-c", cmd])
+        .output()
+        .expect("qemu-io (Debian package qemu-utils) must be installed");
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    out.status.success() && !text.contains("failed") && !text.contains("error")
 }
 
-fn read_fill(port: u16, export: &str, n: u64) -> Vec<u8> {
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut c = NbdClient::connect(addr, export, Duration::from_secs(5)).unwrap();
-    (0..n)
-        .map(|b| {
-            let mut buf = [0u8; 4096];
-            c.read(b * 4096, &mut buf).unwrap();
-            assert!(buf.iter().all(|x| *x == buf[0]), "block {b} torn");
-            buf[0]
-        })
-        .collect()
+/// Writes `n` 4 KiB blocks of `fill`; returns how many were acknowledged (all or none).
+fn write_blocks(port: u16, export: &str, fill: u8, n: u64) -> u64 {
+    if qemu_io(port, export, &format!("write -P {fill} 0 {}", n * 4096)) {
+        n
+    } else {
+        0
+    }
+}
+
+/// True when the first `n` blocks all hold `fill`.
+fn holds(port: u16, export: &str, fill: u8, n: u64) -> bool {
+    qemu_io(port, export, &format!("read -P {fill} 0 {}", n * 4096))
 }
 
 #[test]
@@ -230,7 +229,7 @@ fn mirror_link_cut_no_takeover_and_writes_continue() {
         m.set_blocked(false);
     }
     p.wait_settled("after the link healed", Duration::from_secs(20));
-    assert!(read_fill(p.nbd[0], "vol1", 32).iter().all(|f| *f == 2));
+    assert!(holds(p.nbd[0], "vol1", 2, 32));
 }
 
 #[test]
@@ -243,12 +242,12 @@ fn isolated_node_is_fenced_and_its_service_moves_without_split_brain() {
     // lease has run out. Never both at once.
     let moved = p.watch("node 0 isolated", Duration::from_secs(15), |_, b| b.contains(&1));
     eprintln!("vol1 unavailable for at most {:?} after isolating node 0", moved);
-    assert!(read_fill(p.nbd[0], "vol1", 32).iter().all(|f| *f == 7), "acknowledged writes survive the move");
+    assert!(holds(p.nbd[0], "vol1", 7, 32), "acknowledged writes survive the move");
     assert_eq!(write_blocks(p.nbd[0], "vol1", 8, 32), 32);
     p.isolate_node(0, false);
     // Healed: resync, then auto-giveback sends vol1 home.
     p.watch("after healing", Duration::from_secs(30), |a, b| a == [1] && b == [2]);
-    assert!(read_fill(p.nbd[0], "vol1", 32).iter().all(|f| *f == 8));
+    assert!(holds(p.nbd[0], "vol1", 8, 32));
     assert!(t.elapsed() < Duration::from_secs(60));
 }
 
