@@ -114,8 +114,10 @@ impl FakeSysfs {
                         let found = fs::read_dir(&vports).unwrap().flatten().find(|e| {
                             let name = e.file_name().to_string_lossy().into_owned();
                             name.starts_with(&format!("vport-{n}:"))
-                                && fs::read_to_string(e.path().join("port_name")).ok().as_deref().map(str::trim) == Some(&format!("0x{wwpn:016x}"))
-                                && fs::read_to_string(e.path().join("node_name")).ok().as_deref().map(str::trim) == Some(&format!("0x{wwnn:016x}"))
+                                && fs::read_to_string(e.path().join("port_name")).ok().as_deref().map(str::trim)
+                                    == Some(&format!("0x{wwpn:016x}"))
+                                && fs::read_to_string(e.path().join("node_name")).ok().as_deref().map(str::trim)
+                                    == Some(&format!("0x{wwnn:016x}"))
                         });
                         match found {
                             Some(e) => {

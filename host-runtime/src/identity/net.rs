@@ -40,6 +40,10 @@ const IFLA_INFO_DATA: u16 = 2;
 const IFLA_MACVLAN_MODE: u16 = 1;
 const MACVLAN_MODE_BRIDGE: u32 = 4;
 const NLA_F_NESTED: u16 = 1 << 15;
+const IFLA_AF_SPEC: u16 = 26;
+const IFLA_INET_CONF: u16 = 1;
+// linux/ip.h, enum IPV4_DEVCONF_*
+const IPV4_DEVCONF_ARP_IGNORE: u16 = 19;
 // linux/if_addr.h
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
@@ -302,6 +306,20 @@ impl Netlink {
         self.call(m, false).map(drop)
     }
 
+    /// Sets `net.ipv4.conf.<interface>.arp_ignore` (0: answer ARP for any local
+    /// address; 1: only for addresses on the interface the request came in on).
+    pub fn set_arp_ignore(&mut self, index: u32, value: u32) -> io::Result<()> {
+        let mut m = Msg::new(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, &ifinfomsg(index, 0, 0));
+        m.nest(IFLA_AF_SPEC, |m| {
+            m.nest(libc::AF_INET as u16, |m| {
+                m.nest(IFLA_INET_CONF, |m| {
+                    m.attr(IPV4_DEVCONF_ARP_IGNORE, &value.to_ne_bytes());
+                });
+            });
+        });
+        self.call(m, false).map(drop)
+    }
+
     /// Creates a macvlan interface `name` (bridge mode) on `parent` with `mac`.
     pub fn add_macvlan(&mut self, name: &str, parent: u32, mac: MacAddr) -> io::Result<()> {
         let mut m = Msg::new(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, &ifinfomsg(0, 0, 0));
@@ -435,7 +453,9 @@ pub struct NetClaim {
 }
 
 /// Puts `ips` on `interface`, or with `mac` on the macvlan child `macvlan` of `interface`
-/// (created, or given the MAC, as needed), and brings the interfaces up. Idempotent:
+/// (created, or given the MAC, as needed), and brings the interfaces up. With a MAC,
+/// the parent's `arp_ignore` is set to 1 so that only the child answers ARP for the
+/// service's addresses. Idempotent:
 /// what is already there is left as it is. An address of the service found on another
 /// interface is removed from there first (a crash between a move's steps).
 pub fn bring_up(interface: &str, mac: Option<MacAddr>, macvlan: &str, ips: &[IpPrefix]) -> Result<NetClaim, NetError> {
@@ -449,6 +469,10 @@ pub fn bring_up(interface: &str, mac: Option<MacAddr>, macvlan: &str, ips: &[IpP
     let link_name = match mac {
         None => interface,
         Some(mac) => {
+            // The parent sees every broadcast the child sees; with the default
+            // arp_ignore 0 it would answer ARP for the child's addresses with its own MAC
+            // (ARP flux), and clients would not use the service's MAC.
+            ctx(nl.set_arp_ignore(parent.index, 1), || format!("setting arp_ignore 1 on {interface}"))?;
             match ctx(nl.link(macvlan), || format!("looking up {macvlan}"))? {
                 Some(l) if l.kind.as_deref() != Some("macvlan") || l.parent != Some(parent.index) => {
                     return Err(NetError {
