@@ -65,10 +65,11 @@ impl Lab {
             run("ip", &["-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns]);
             run("ip", &["-n", &sw, "link", "set", &port, "master", "br0", "up"]);
             run("ip", &["-n", &ns, "link", "set", "lo", "up"]);
-            // eth0 stays down on A and B: claiming brings it up.
+            // Up, as a node's NIC is when it takes over (claiming brings a down link up
+            // too: the idempotence test covers that).
+            run("ip", &["-n", &ns, "link", "set", "eth0", "up"]);
         }
         let c = lab.ns("c");
-        run("ip", &["-n", &c, "link", "set", "eth0", "up"]);
         run("ip", &["-n", &c, "addr", "add", "192.0.2.100/24", "dev", "eth0"]);
         run("ip", &["-n", &c, "-6", "addr", "add", "2001:db8::100/64", "dev", "eth0", "nodad"]);
         lab
@@ -258,6 +259,8 @@ fn macvlan_with_fixed_mac_moves() {
     let link = lab.ip("a", &["-d", "link", "show", "tdm2"]);
     assert!(link.contains("macvlan mode bridge") && link.contains("tdm2@eth0") && link.contains(",UP"), "{link}");
     assert!(lab.ip("a", &["-o", "addr", "show", "dev", "tdm2"]).contains("192.0.2.20/24"));
+    let arp_ignore = run("ip", &["netns", "exec", &lab.ns("a"), "cat", "/proc/sys/net/ipv4/conf/eth0/arp_ignore"]);
+    assert_eq!(arp_ignore.trim(), "1", "the parent must not answer ARP for the child's address");
     lab.check_served_by("a", addr);
     assert_eq!(lab.client_neigh("192.0.2.20"), Some(mac), "the client sees the service's own MAC");
 

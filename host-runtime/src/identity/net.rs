@@ -34,6 +34,7 @@ const RTM_GETADDR: u16 = 22;
 const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_LINK: u16 = 5;
+const IFLA_OPERSTATE: u16 = 16;
 const IFLA_LINKINFO: u16 = 18;
 const IFLA_INFO_KIND: u16 = 1;
 const IFLA_INFO_DATA: u16 = 2;
@@ -84,6 +85,9 @@ pub struct Link {
     pub parent: Option<u32>,
     /// `IFLA_INFO_KIND` (`macvlan`, `veth`, `bridge`, ...); `None` for a physical device.
     pub kind: Option<String>,
+    /// RFC 2863 operational state (`IF_OPER_*`: 0 unknown, 2 down, 6 up, 7 lower layer
+    /// down).
+    pub operstate: u8,
 }
 
 impl Link {
@@ -402,12 +406,13 @@ fn parse_link(p: &[u8]) -> Option<Link> {
     }
     let index = i32::from_ne_bytes(p[4..8].try_into().ok()?) as u32;
     let flags = u32::from_ne_bytes(p[8..12].try_into().ok()?);
-    let mut link = Link { index, name: String::new(), flags, mac: None, parent: None, kind: None };
+    let mut link = Link { index, name: String::new(), flags, mac: None, parent: None, kind: None, operstate: 0 };
     for (k, d) in attrs(&p[16..]) {
         match k {
             IFLA_IFNAME => link.name = String::from_utf8_lossy(d.split(|b| *b == 0).next().unwrap_or(d)).into_owned(),
             IFLA_ADDRESS if d.len() == 6 => link.mac = Some(MacAddr(d.try_into().ok()?)),
             IFLA_LINK if d.len() == 4 => link.parent = Some(u32::from_ne_bytes(d.try_into().ok()?)),
+            IFLA_OPERSTATE if d.len() == 1 => link.operstate = d[0],
             IFLA_LINKINFO => {
                 for (ik, id) in attrs(d) {
                     if ik == IFLA_INFO_KIND {
@@ -496,9 +501,11 @@ pub fn bring_up(interface: &str, mac: Option<MacAddr>, macvlan: &str, ips: &[IpP
     };
     let mut link = ctx(nl.link(link_name), || format!("looking up {link_name}"))?
         .ok_or_else(|| NetError { op: format!("looking up {link_name}"), source: io::Error::from_raw_os_error(libc::ENODEV) })?;
-    if !link.is_up() {
-        ctx(nl.set_up(link.index), || format!("bringing {link_name} up"))?;
-        link.flags |= IFF_UP;
+    if !link.is_up() || macvlan_created || !parent.is_up() {
+        if !link.is_up() {
+            ctx(nl.set_up(link.index), || format!("bringing {link_name} up"))?;
+        }
+        link = wait_operational(&mut nl, link_name, Duration::from_secs(1))?;
     }
     let existing = ctx(nl.addresses(), || "listing addresses".into())?;
     let mut added = Vec::new();
@@ -522,6 +529,28 @@ pub fn bring_up(interface: &str, mac: Option<MacAddr>, macvlan: &str, ips: &[IpP
         }
     }
     Ok(NetClaim { link, macvlan_created, added, present })
+}
+
+/// Waits (at most `limit`) until the link is operational. A link just set up transmits
+/// only once the kernel's link watch has seen its carrier and activated its queue; frames
+/// sent before (the first announcement) are dropped. A link without carrier after the
+/// limit is returned as it is: the announcements are repeated.
+fn wait_operational(nl: &mut Netlink, name: &str, limit: Duration) -> Result<Link, NetError> {
+    const IF_OPER_UNKNOWN: u8 = 0;
+    const IF_OPER_UP: u8 = 6;
+    let start = std::time::Instant::now();
+    loop {
+        let link = ctx(nl.link(name), || format!("looking up {name}"))?
+            .ok_or_else(|| NetError { op: format!("looking up {name}"), source: io::Error::from_raw_os_error(libc::ENODEV) })?;
+        let ready = link.is_up() && matches!(link.operstate, IF_OPER_UP | IF_OPER_UNKNOWN);
+        if ready || start.elapsed() >= limit {
+            if !ready {
+                tracing::warn!("{name} is not operational after {limit:?} (operstate {}); announcing anyway", link.operstate);
+            }
+            return Ok(link);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 /// What [`tear_down`] did.
