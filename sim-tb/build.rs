@@ -1,10 +1,11 @@
 //! Generates the engine's Verilog from tandem-hdl, verilates it and links a C shim.
 //!
-//! For each datapath width in `tandem_hdl::WIDTHS` this writes `link<W>.v` to OUT_DIR,
-//! runs `verilator --cc --build` on it (line coverage and VCD tracing compiled in, used
+//! For each datapath width in `tandem_hdl::WIDTHS` this writes `link<W>.v` (the link
+//! datapath) and `engine<W>.v` (the whole engine, `EngineTop`, with the build stamp of
+//! [`SIM_BUILD`]) to OUT_DIR, runs `verilator --cc --build` on each (line coverage and VCD tracing compiled in, used
 //! only when asked at run time), generates `shim<W>.cpp` (a C ABI over the model: create,
 //! eval, clock, ports by index, trace, coverage) and links everything into this crate.
-//! `ports<W>.rs` lists the top-level ports for the Rust side.
+//! `ports_<prefix>.rs` lists the top-level ports for the Rust side.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -156,6 +157,18 @@ fn run(cmd: &mut Command) {
     assert!(status.success(), "{cmd:?} failed with {status}");
 }
 
+/// Models built: (C prefix, Verilog).
+fn models() -> Vec<(String, String)> {
+    let mut out = vec![];
+    for width in tandem_hdl::WIDTHS {
+        out.push((format!("link{width}"), tandem_hdl::link_verilog(width)));
+        let build =
+            tandem_hdl::axil_regs::BuildId { revision: 0x5151_0001, date: 20_240_101, clock_khz: 250_000, datapath_bits: width as u32 };
+        out.push((format!("engine{width}"), tandem_hdl::engine_verilog(build)));
+    }
+    out
+}
+
 fn main() {
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR is set by cargo"));
     let root = std::env::var("VERILATOR_ROOT").unwrap_or_else(|_| "/usr/share/verilator".to_string());
@@ -165,27 +178,36 @@ fn main() {
     println!("cargo:rerun-if-env-changed=VERILATOR_ROOT");
     let mut build = cc::Build::new();
     build.cpp(true).std("c++17").flag("-Wno-unused-parameter").include(&include).include(include.join("vltstd"));
-    for width in tandem_hdl::WIDTHS {
-        let prefix = format!("link{width}");
-        let model = format!("Vlink{width}");
-        let verilog = tandem_hdl::link_verilog(width);
+    let models = models();
+    // Verilate every model at once (the C++ compiles dominate and run in parallel).
+    std::thread::scope(|scope| {
+        for (prefix, verilog) in &models {
+            let out = &out;
+            scope.spawn(move || {
+                let model = format!("V{prefix}");
+                let v_path = out.join(format!("{prefix}.v"));
+                std::fs::write(&v_path, verilog).expect("write Verilog");
+                run(Command::new("verilator")
+                    .args(["--cc", "--build", "-O2", "--top-module", "top", "--prefix", &model, "-Wno-fatal", "-Wno-lint", "-Wno-style"])
+                    .args(["--trace", "--coverage-line", "-CFLAGS", "-fPIC -O1", "-MAKEFLAGS", "-s"])
+                    .arg("-Mdir")
+                    .arg(out.join(prefix))
+                    .arg(&v_path)
+                    .stdout(std::process::Stdio::null()));
+            });
+        }
+    });
+    for (prefix, verilog) in &models {
+        let model = format!("V{prefix}");
         let v_path = out.join(format!("{prefix}.v"));
-        std::fs::write(&v_path, &verilog).expect("write Verilog");
-        let ports = ports(&verilog);
-        std::fs::write(out.join(format!("ports{width}.rs")), ports_rs(&prefix, &ports)).expect("write ports");
-        let mdir = out.join(&prefix);
-        run(Command::new("verilator")
-            .args(["--cc", "--build", "-O2", "--top-module", "top", "--prefix", &model, "-Wno-fatal", "-Wno-lint", "-Wno-style"])
-            .args(["--trace", "--coverage-line", "-CFLAGS", "-fPIC -O1", "-MAKEFLAGS", "-s"])
-            .arg("-Mdir")
-            .arg(&mdir)
-            .arg(&v_path)
-            .stdout(std::process::Stdio::null()));
-        let shim_path = out.join(format!("shim{width}.cpp"));
-        std::fs::write(&shim_path, shim(&prefix, &model, &ports)).expect("write shim");
+        let ports = ports(verilog);
+        std::fs::write(out.join(format!("ports_{prefix}.rs")), ports_rs(prefix, &ports)).expect("write ports");
+        let mdir = out.join(prefix);
+        let shim_path = out.join(format!("shim_{prefix}.cpp"));
+        std::fs::write(&shim_path, shim(prefix, &model, &ports)).expect("write shim");
         build.file(&shim_path).include(&mdir);
         std::fs::copy(mdir.join(format!("{model}__ALL.a")), out.join(format!("lib{prefix}model.a"))).expect("model archive");
-        println!("cargo:rustc-env=TANDEM_LINK{width}_V={}", v_path.display());
+        println!("cargo:rustc-env=TANDEM_{}_V={}", prefix.to_uppercase(), v_path.display());
     }
     // The Verilator runtime, built with the same configuration as the models.
     for f in ["verilated.cpp", "verilated_vcd_c.cpp", "verilated_cov.cpp", "verilated_threads.cpp"] {
@@ -194,8 +216,8 @@ fn main() {
     build.define("VM_COVERAGE", "1").define("VM_TRACE", "1").define("VM_TRACE_VCD", "1").flag("-O1").warnings(false);
     build.compile("tandem_sim_shim");
     println!("cargo:rustc-link-search=native={}", out.display());
-    for width in tandem_hdl::WIDTHS {
-        println!("cargo:rustc-link-lib=static=link{width}model");
+    for (prefix, _) in &models {
+        println!("cargo:rustc-link-lib=static={prefix}model");
     }
     println!("cargo:rustc-link-lib=dylib=stdc++");
     println!("cargo:rustc-link-lib=dylib=pthread");

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Line coverage of the generated RTL under the Verilator testbenches.
 # Runs every sim-tb test with TANDEM_COVERAGE set, merges the per-instance .dat files and
-# prints verilator_coverage's total (covered/all points and percent) per model width.
+# prints verilator_coverage's total (covered/all points and percent) per model (link
+# datapath, whole engine) and width.
 # Usage: sim-tb/coverage.sh [out-dir]   (default /tmp/tandem-coverage)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,10 +11,12 @@ out="${1:-/tmp/tandem-coverage}"
 rm -rf "$out"
 mkdir -p "$out"
 TANDEM_COVERAGE="$out" cargo test -q -p tandem-sim-tb --release > "$out/test.log" 2>&1 || { cat "$out/test.log"; exit 1; }
-for w in 64 512; do
-  files=$(ls "$out"/link"$w"-*.dat 2>/dev/null || true)
-  [ -n "$files" ] || continue
-  # shellcheck disable=SC2086
-  verilator_coverage --write "$out/merged$w.dat" $files > /dev/null
-  verilator_coverage --annotate "$out/annotated$w" "$out/merged$w.dat" | sed -n "s/^Total coverage/$w bits: total line coverage/p"
+for kind in link engine; do
+  for w in 64 512; do
+    files=$(ls "$out"/"$kind$w"-*.dat 2>/dev/null || true)
+    [ -n "$files" ] || continue
+    # shellcheck disable=SC2086
+    verilator_coverage --write "$out/merged-$kind$w.dat" $files > /dev/null
+    verilator_coverage --annotate "$out/annotated-$kind$w" "$out/merged-$kind$w.dat" | sed -n "s/^Total coverage/$kind $w bits: total line coverage/p"
+  done
 done

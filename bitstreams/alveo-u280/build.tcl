@@ -3,9 +3,10 @@
 #
 # Board facts only: part, shell IP, constraints. The engine Verilog is generated:
 #   TANDEM_BUILD_REV=$(git rev-parse --short=8 HEAD) TANDEM_BUILD_DATE=$(date +%Y%m%d) \
-#   TANDEM_CLOCK_KHZ=250000 cargo run -p tandem-hdl --bin emit-verilog -- regs 512 gen/regs.v
-#   cargo run -p tandem-hdl --bin emit-verilog -- 512 gen/link.v
-# (the build stamp lands in the ID block: BUILD_STAMP_LO/HI, CLOCK_KHZ).
+#   TANDEM_CLOCK_KHZ=250000 cargo run -p tandem-hdl --bin emit-verilog -- engine 512 gen/engine.v tandem_engine
+# (the whole engine, module `tandem_engine`; the build stamp lands in the ID block:
+# BUILD_STAMP_LO/HI, CLOCK_KHZ). ../common/tandem_shell_top.v wraps it with the shell's
+# port names; ../lint-shell.sh checks the two agree.
 #
 # Usage: vivado -mode batch -source build.tcl
 set part xcu280-fsvh2892-2L-e
@@ -21,14 +22,17 @@ create_ip -name cmac_usplus -vendor xilinx.com -library ip -module_name link_cma
 set_property -dict [list CONFIG.USER_INTERFACE {AXIS} CONFIG.GT_REF_CLK_FREQ {161.1328125}] [get_ips link_cmac]
 generate_target all [get_ips]
 
-# Generated engine pieces (module names are all `top` when emitted; rename on emission
-# before this recipe can link more than one of them). The wrapper that joins the shell's
-# M_AXI_LITE to s_axil_*, its AXI4 slave to the engine's DMA master and the CMAC AXIS to
-# m_axis_link_*/s_axis_link_* is NOT written: the engine's DMA master does not exist yet.
-read_verilog [glob -nocomplain $here/gen/*.v]
+# The engine and its wrapper. tandem_shell_top's ports: s_axil_* <- the PCIe IP's
+# M_AXI_LITE (BAR0); m_axib_* -> the PCIe IP's AXI slave bridge (card-initiated access to
+# host memory); tx_axis_*/rx_axis_* <-> the CMAC's AXIS through xpm_fifo_axis clock
+# crossings (CMAC user clock <-> engine clock); irq -> user interrupt 0. The block design
+# (or top-level Verilog) that makes those connections is NOT written: it needs the IP
+# port lists Vivado generates, and nothing here has been run through Vivado.
+read_verilog $here/gen/engine.v
+read_verilog $here/../common/tandem_shell_top.v
 read_xdc $here/constraints.xdc
 
-# synth_design -top tandem_shell_top -part $part
+# synth_design -top tandem_shell_top -part $part   ;# synthesizes the engine and wrapper alone
 # opt_design; place_design; route_design
 # write_bitstream -force $here/tandem_u280.bit
-puts "alveo-u280: IP generated; synthesis is disabled until the shell wrapper exists (see README)"
+puts "alveo-u280: IP generated, engine and wrapper read; synthesis and the IP connections are not enabled (see README)"

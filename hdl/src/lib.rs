@@ -11,12 +11,15 @@ pub mod crc_append;
 pub mod crc_check;
 pub mod crc_matrix;
 pub mod deframer;
+pub mod engine_top;
 pub mod framer;
 pub mod hsi_consts;
 pub mod keep_count;
 pub mod link_top;
+pub mod rx_engine;
 #[cfg(test)]
 pub(crate) mod test_util;
+pub mod tx_engine;
 
 use rust_hdl::prelude::{generate_verilog, Block};
 
@@ -52,4 +55,25 @@ pub fn regs_verilog(build: axil_regs::BuildId) -> String {
     let mut uut = axil_regs::AxilRegs::new(build);
     uut.connect_all();
     generate_verilog(&uut)
+}
+
+/// Verilog of the whole engine ([`engine_top::EngineTop`], module `top`) at
+/// `build.datapath_bits` (64 or 512).
+///
+/// # Panics
+/// On another width or impossible build parameters (see [`engine_top::EngineTop::new`]).
+pub fn engine_verilog(build: axil_regs::BuildId) -> String {
+    match build.datapath_bits {
+        64 => {
+            let mut uut = engine_top::EngineTop::<64, 8, 13>::new(build);
+            uut.connect_all();
+            generate_verilog(&uut)
+        }
+        512 => {
+            let mut uut = engine_top::EngineTop::<512, 64, 10>::new(build);
+            uut.connect_all();
+            generate_verilog(&uut)
+        }
+        other => panic!("engine_verilog: datapath width {other} is not generated (64 or 512)"),
+    }
 }

@@ -6,23 +6,36 @@
 //! to settle, `tick` for one clock cycle, optional VCD trace and line coverage.
 //!
 //! Environment: `TANDEM_VCD=<dir>` makes every model write `<dir>/<name>.vcd` (open with
-//! GTKWave); `TANDEM_COVERAGE=<dir>` makes every model write `<dir>/link<W>-<name>.dat` when it
+//! GTKWave); `TANDEM_COVERAGE=<dir>` makes every model write `<dir>/<link|engine><W>-<name>.dat` when it
 //! is dropped (merge and annotate with `verilator_coverage`).
 
 use std::ffi::{c_char, c_void, CString};
 use std::path::PathBuf;
 
-mod ports64 {
-    include!(concat!(env!("OUT_DIR"), "/ports64.rs"));
+mod ports_link64 {
+    include!(concat!(env!("OUT_DIR"), "/ports_link64.rs"));
 }
-mod ports512 {
-    include!(concat!(env!("OUT_DIR"), "/ports512.rs"));
+mod ports_link512 {
+    include!(concat!(env!("OUT_DIR"), "/ports_link512.rs"));
+}
+mod ports_engine64 {
+    include!(concat!(env!("OUT_DIR"), "/ports_engine64.rs"));
+}
+mod ports_engine512 {
+    include!(concat!(env!("OUT_DIR"), "/ports_engine512.rs"));
 }
 
 /// Path of the generated Verilog at 64 bits (for lint and synthesis scripts).
 pub const LINK64_VERILOG: &str = env!("TANDEM_LINK64_V");
 /// Path of the generated Verilog at 512 bits.
 pub const LINK512_VERILOG: &str = env!("TANDEM_LINK512_V");
+/// Path of the generated whole-engine Verilog (`EngineTop`) at 64 bits.
+pub const ENGINE64_VERILOG: &str = env!("TANDEM_ENGINE64_V");
+/// Path of the generated whole-engine Verilog at 512 bits.
+pub const ENGINE512_VERILOG: &str = env!("TANDEM_ENGINE512_V");
+/// Core clock the simulated engines report in `CLOCK_KHZ` (their microsecond timers
+/// count this many kHz / 1000 cycles).
+pub const ENGINE_CLOCK_KHZ: u32 = 250_000;
 
 macro_rules! shim_api {
     ($($prefix:ident),*) => {
@@ -49,7 +62,7 @@ macro_rules! shim_api {
         )*
     };
 }
-shim_api!(link64, link512);
+shim_api!(link64, link512, engine64, engine512);
 
 /// The C entry points of one verilated model.
 #[derive(Debug, Clone, Copy)]
@@ -63,13 +76,16 @@ struct Api {
     coverage_write: unsafe extern "C" fn(*mut c_void, *const c_char) -> i32,
 }
 
-/// A verilated link datapath (`tandem_hdl::link_top::LinkTop`) at one width.
+/// A verilated model at one width: the link datapath (`tandem_hdl::link_top::LinkTop`,
+/// [`Model::new`]) or the whole engine (`tandem_hdl::engine_top::EngineTop`,
+/// [`Model::engine`]).
 #[derive(Debug)]
 pub struct Model {
     sim: *mut c_void,
     api: Api,
     ports: &'static [(&'static str, usize, bool)],
     width: usize,
+    kind: &'static str,
     name: String,
     cycles: u64,
 }
@@ -80,32 +96,41 @@ impl Model {
     /// # Panics
     /// On another width, or when `TANDEM_VCD` names a directory that cannot be created.
     pub fn new(width: usize, name: &str) -> Self {
-        let (api, ports) = match width {
-            64 => (
-                Api {
-                    new: link64::new,
-                    free: link64::free,
-                    eval: link64::eval,
-                    tick: link64::tick,
-                    set: link64::set,
-                    get: link64::get,
-                    coverage_write: link64::coverage_write,
-                },
-                ports64::PORTS,
-            ),
-            512 => (
-                Api {
-                    new: link512::new,
-                    free: link512::free,
-                    eval: link512::eval,
-                    tick: link512::tick,
-                    set: link512::set,
-                    get: link512::get,
-                    coverage_write: link512::coverage_write,
-                },
-                ports512::PORTS,
-            ),
-            other => panic!("Model::new: no verilated model at width {other} (64 or 512)"),
+        Self::open("link", width, name)
+    }
+
+    /// A fresh whole engine (`tandem_hdl::engine_top::EngineTop`) at `width` bits (64 or
+    /// 512): ports `s_axil_*`, `m_axi_*`, `m_axis_link_*`, `s_axis_link_*`, `irq`.
+    ///
+    /// # Panics
+    /// As [`Model::new`].
+    pub fn engine(width: usize, name: &str) -> Self {
+        Self::open("engine", width, name)
+    }
+
+    fn open(kind: &'static str, width: usize, name: &str) -> Self {
+        macro_rules! api {
+            ($m:ident, $p:ident) => {
+                (
+                    Api {
+                        new: $m::new,
+                        free: $m::free,
+                        eval: $m::eval,
+                        tick: $m::tick,
+                        set: $m::set,
+                        get: $m::get,
+                        coverage_write: $m::coverage_write,
+                    },
+                    $p::PORTS,
+                )
+            };
+        }
+        let (api, ports) = match (kind, width) {
+            ("link", 64) => api!(link64, ports_link64),
+            ("link", 512) => api!(link512, ports_link512),
+            ("engine", 64) => api!(engine64, ports_engine64),
+            ("engine", 512) => api!(engine512, ports_engine512),
+            (_, other) => panic!("Model: no verilated {kind} model at width {other} (64 or 512)"),
         };
         let vcd = std::env::var_os("TANDEM_VCD").map(|dir| {
             let dir = PathBuf::from(dir);
@@ -117,7 +142,7 @@ impl Model {
         // shim copies what it needs and returns an owned model handle.
         let sim = unsafe { (api.new)(vcd_ptr) };
         assert!(!sim.is_null(), "shim returned no model");
-        Model { sim, api, ports, width, name: name.to_string(), cycles: 0 }
+        Model { sim, api, ports, width, kind, name: name.to_string(), cycles: 0 }
     }
 
     /// Datapath width in bits.
@@ -205,8 +230,8 @@ impl Drop for Model {
         if let Some(dir) = std::env::var_os("TANDEM_COVERAGE") {
             let dir = PathBuf::from(dir);
             if std::fs::create_dir_all(&dir).is_ok() {
-                let path =
-                    CString::new(dir.join(format!("link{}-{}.dat", self.width, self.name)).to_string_lossy().into_owned()).expect("no NUL");
+                let path = CString::new(dir.join(format!("{}{}-{}.dat", self.kind, self.width, self.name)).to_string_lossy().into_owned())
+                    .expect("no NUL");
                 // SAFETY: live handle; `path` is NUL-terminated and outlives the call.
                 unsafe { (self.api.coverage_write)(self.sim, path.as_ptr()) };
             }
