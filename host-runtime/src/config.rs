@@ -291,6 +291,9 @@ pub struct ServiceSection {
     pub backing: PathBuf,
     /// Data area size of the image (the export's size).
     pub size: ByteSize,
+    /// Addresses, MAC and FC virtual ports that move with the service (`[service.identity]`).
+    #[serde(default)]
+    pub identity: Option<crate::identity::model::IdentitySection>,
 }
 
 /// A node's configuration.
@@ -463,7 +466,18 @@ impl Config {
                 return Err(self.invalid("service.size", format!("service {}: {} is not a positive multiple of 4096", s.id, s.size.0)));
             }
         }
+        let idents = self.service_identities()?;
+        crate::identity::model::validate_distinct(&idents).map_err(|e| self.invalid(e.field, e.reason))?;
         Ok(())
+    }
+
+    /// The resolved identities of the services that have a `[service.identity]` section.
+    pub fn service_identities(&self) -> Result<Vec<crate::identity::model::ServiceIdentity>, ConfigError> {
+        self.service
+            .iter()
+            .filter_map(|s| s.identity.as_ref().map(|i| (s.id, i)))
+            .map(|(id, i)| i.resolve(crate::ha::ServiceId(id)).map_err(|e| self.invalid(e.field, format!("service {id}: {}", e.reason))))
+            .collect()
     }
 }
 

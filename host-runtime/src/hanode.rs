@@ -48,6 +48,10 @@ struct Shared {
     full_resync_owed: AtomicBool,
     status: Mutex<serde_json::Value>,
     stop: AtomicBool,
+    /// Addresses, MACs and FC ports that move with the services.
+    identities: Option<crate::identity::Identities>,
+    /// Lease epoch of each service, from the latest grant.
+    epochs: Mutex<BTreeMap<ServiceId, u64>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -121,6 +125,12 @@ impl HaNode {
         let udp = UdpSocket::bind(ha.mgmt_listen).with_context(|| format!("{}: ha.mgmt_listen {}", cfg.file.display(), ha.mgmt_listen))?;
         udp.set_read_timeout(Some(Duration::from_millis(50)))?;
         let witness = make_witness(&cfg)?;
+        let idents = cfg.service_identities()?;
+        let identities = if idents.is_empty() {
+            None
+        } else {
+            Some(crate::identity::Identities::new(me, idents).map_err(|e| anyhow::anyhow!("{}: {e}", cfg.file.display()))?)
+        };
         let (tx, rx) = channel();
         let shared = Arc::new(Shared {
             node,
@@ -132,6 +142,8 @@ impl HaNode {
             full_resync_owed: AtomicBool::new(true),
             status: Mutex::new(serde_json::Value::Null),
             stop: AtomicBool::new(false),
+            identities,
+            epochs: Mutex::new(BTreeMap::new()),
         });
         let (wtx, wrx) = channel::<Command>();
         let (iotx, iorx) = channel::<Command>();
@@ -189,6 +201,11 @@ impl HaNode {
         for s in served {
             s.device.fence();
             s.nbd.shutdown();
+        }
+        if let Some(ids) = &self.shared.identities {
+            for (svc, e) in ids.release_all() {
+                tracing::error!(service = svc.0, "releasing identities at shutdown: {e}");
+            }
         }
         for t in self.threads.drain(..) {
             let _ = t.join();
@@ -327,6 +344,12 @@ fn start_serving(sh: &Shared, service: ServiceId) -> anyhow::Result<()> {
         let stores = lock(sh.node.stores());
         stores.get(service.0).context("no image for the service")?.reader()?
     };
+    // The service's addresses (and FC ports) come here before its export listens on them.
+    if let Some(ids) = sh.identities.as_ref().filter(|i| i.service(service).is_some()) {
+        let epoch = lock(&sh.epochs).get(&service).copied().unwrap_or(0);
+        let r = ids.claim(service, epoch).with_context(|| format!("service {}: claiming its identities", service.0))?;
+        tracing::info!(service = service.0, "identities claimed: {r:?}");
+    }
     let device = Arc::new(MirroredDevice::new(sh.node.log().clone(), service.0, reader));
     // The port may still be closing on this host (a planned move): retry briefly.
     let deadline = Instant::now() + Duration::from_secs(2);
@@ -350,6 +373,12 @@ fn stop_serving(sh: &Shared, service: ServiceId) {
     let Some(s) = lock(&sh.served).remove(&service) else { return };
     s.device.fence();
     s.nbd.shutdown();
+    if let Some(ids) = sh.identities.as_ref().filter(|i| i.service(service).is_some()) {
+        match ids.release(service) {
+            Ok(r) => tracing::info!(service = service.0, "identities released: {r:?}"),
+            Err(e) => tracing::error!(service = service.0, "releasing identities: {e}"),
+        }
+    }
     // Write back what the clients wrote until the fence, so the image is current.
     if let Err(e) = flush(sh) {
         tracing::warn!("write-back after stopping service {}: {e:#}", service.0);
@@ -426,6 +455,9 @@ fn event_loop(
             pending.push(Event::Heartbeat { path: Path::Mirror, info });
         }
         for ev in pending.drain(..) {
+            if let Event::Acquired { service, grant: crate::ha::Grant::Granted { epoch, .. } } = &ev {
+                lock(&sh.epochs).insert(*service, *epoch);
+            }
             let now = sh.now();
             for cmd in engine.step(now, ev) {
                 match cmd {
