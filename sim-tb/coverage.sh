@@ -3,7 +3,7 @@
 # Runs every sim-tb test with TANDEM_COVERAGE set, merges the per-instance .dat files and
 # prints verilator_coverage's total (covered/all points and percent) per model (link
 # datapath, whole engine) and width.
-# Usage: sim-tb/coverage.sh [out-dir]   (default /tmp/tandem-coverage)
+# Usage: sim-tb/coverage.sh [out-dir]   (default /tmp/tandem-coverage; about 4-5 minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/target-rtl}"
@@ -17,6 +17,9 @@ for kind in link engine; do
     [ -n "$files" ] || continue
     # shellcheck disable=SC2086
     verilator_coverage --write "$out/merged-$kind$w.dat" $files > /dev/null
-    verilator_coverage --annotate "$out/annotated-$kind$w" "$out/merged-$kind$w.dat" | sed -n "s/^Total coverage/$kind $w bits: total line coverage/p"
+    # A line counts as covered when it ran at least once (--annotate-min 1). With the
+    # default threshold (10 hits) lines of the big combinational always blocks count as
+    # missed: Verilator records only a handful of entries into them however often they run.
+    verilator_coverage --annotate-min 1 --annotate "$out/annotated-$kind$w" "$out/merged-$kind$w.dat" | sed -n "s/^Total coverage/$kind $w bits: total line coverage/p"
   done
 done

@@ -7,6 +7,11 @@ use rust_hdl::prelude::*;
 use tandem_hsi::codes::{CompletionStatus, FrameType, LinkState, NackReason, Opcode};
 use tandem_hsi::entry::{completion, submission};
 
+const _: () = assert!(
+    completion::SEQUENCE.offset == 8 && completion::SEQUENCE.width == 8 && completion::PHASE.offset < 8,
+    "TxEngine writes a completion as SEQUENCE (bytes 8..16), then bytes 0..8 with the phase bit"
+);
+
 /// In-flight table depth: entries fetched and not yet completed, at most.
 pub const TABLE: usize = 8;
 
@@ -513,10 +518,6 @@ impl<const W: usize, const K: usize> TxEngine<W, K> {
         assert!(matches!(W, 64 | 128 | 256 | 512), "TxEngine: datapath width W = {W} is not supported (64, 128, 256 or 512 bits)");
         assert_eq!(submission::SIZE, 32, "TxEngine gathers 32-byte submission entries");
         assert_eq!(completion::SIZE, 16, "TxEngine writes 16-byte completion entries");
-        assert!(
-            completion::SEQUENCE.offset == 8 && completion::SEQUENCE.width == 8 && completion::PHASE.offset < 8,
-            "TxEngine writes a completion as SEQUENCE (bytes 8..16), then bytes 0..8 with the phase bit"
-        );
         fn c<const N: usize>(v: u64) -> Constant<Bits<N>> {
             Constant::new(v.into())
         }

@@ -655,17 +655,17 @@ impl Pair {
         let outstanding_max = 32;
         let start = self.now();
         while self.now() - start < budget {
-            for node in 0..2 {
+            for (node, left) in left.iter_mut().enumerate() {
                 let n = &mut self.n[node];
-                if left[node] > 0 && n.host.posted - n.host.completed < outstanding_max && n.lite.queue.is_empty() {
-                    let batch = self.r.gen_range(1..=4).min(left[node]);
+                if *left > 0 && n.host.posted - n.host.completed < outstanding_max && n.lite.queue.is_empty() {
+                    let batch = self.r.gen_range(1..=4).min(*left);
                     let mut head = 0;
                     for _ in 0..batch {
                         let (e, p) = n.host.random_entry(&mut self.r, big);
                         head = n.host.post(&mut n.mem, e, &p);
                         n.host.doorbell_at.push_back(n.m.cycles());
                     }
-                    left[node] -= batch;
+                    *left -= batch;
                     n.lite.queue.push_back(Lite::Write(sq::BASE + sq::HEAD, head));
                 }
                 let now = n.m.cycles();
