@@ -3,23 +3,13 @@
 //! the service over at the same address, and every acknowledged write reads back; the
 //! restarted node gets its service back (giveback).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tandem::demo::{ha_node_config, PairPorts};
 use tandem::demo_ha::{serving, Procs};
 
-fn exe() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_tandem"))
-}
-
-fn start_node(dir: &Path, id: u8) -> Child {
-    tandem::demo_ha::start_node(&exe(), dir, id).unwrap()
-}
-
-fn wait_until(what: &str, limit: Duration, f: impl FnMut() -> bool) -> Duration {
-    tandem::demo_ha::wait(what, limit, f).unwrap()
-}
+mod support;
+use support::{exe, start_node, wait_until};
 
 fn qemu_io(port: u16, export: &str, cmds: &[&str]) -> Result<String, String> {
     let mut c = Command::new("qemu-io");

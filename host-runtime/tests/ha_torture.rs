@@ -14,25 +14,15 @@
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tandem::demo::{ha_node_config, PairPorts};
 use tandem::demo_ha::{serving, Procs};
 
+mod support;
+use support::{exe, start_node, wait_until};
+
 const BLOCKS: u64 = 128;
-
-fn exe() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_tandem"))
-}
-
-fn start_node(dir: &Path, id: u8) -> Child {
-    tandem::demo_ha::start_node(&exe(), dir, id).unwrap()
-}
-
-fn wait_until(what: &str, limit: Duration, f: impl FnMut() -> bool) -> Duration {
-    tandem::demo_ha::wait(what, limit, f).unwrap()
-}
 
 /// nbdsh runs its script with the system Python, which has the libnbd module.
 fn nbdsh(uri: &str, script: &str) -> Command {

@@ -133,3 +133,18 @@ impl Store for ModelStore {
         Ok(())
     }
 }
+
+/// The `tandem` binary under test.
+pub fn exe() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_BIN_EXE_tandem"))
+}
+
+/// Starts node `id` of an HA pair whose configs are in `dir`.
+pub fn start_node(dir: &std::path::Path, id: u8) -> std::process::Child {
+    tandem::demo_ha::start_node(&exe(), dir, id).unwrap()
+}
+
+/// Waits for `f`, failing the test after `limit`.
+pub fn wait_until(what: &str, limit: Duration, f: impl FnMut() -> bool) -> Duration {
+    tandem::demo_ha::wait(what, limit, f).unwrap()
+}
