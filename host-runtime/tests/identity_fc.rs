@@ -46,6 +46,14 @@ fn read_count(p: &Path) -> u64 {
     fs::read_to_string(p).unwrap().trim().parse().unwrap()
 }
 
+/// Replaces a file's content at once (a reader never sees it empty), as a sysfs read of a
+/// kernel attribute always gets a whole value.
+fn write_atomic(p: &Path, content: &str) {
+    let tmp = p.with_extension("tmp");
+    fs::write(&tmp, content).unwrap();
+    fs::rename(&tmp, p).unwrap();
+}
+
 impl FakeSysfs {
     fn new() -> Self {
         FakeSysfs {
@@ -101,15 +109,18 @@ impl FakeSysfs {
                     writes.lock().unwrap().push((file.to_string(), s.clone()));
                     let vports = root.join("class/fc_vports");
                     let inuse = root.join(format!("class/fc_host/host{n}/npiv_vports_inuse"));
+                    // The count changes before the vport becomes visible (the code under test
+                    // waits for the vport), so both are done when it sees the vport, as
+                    // they are when the kernel's write returns.
                     if create {
+                        write_atomic(&inuse, &format!("{}\n", read_count(&inuse) + 1));
                         let d = vports.join(format!("vport-{n}:0-{next}"));
                         next += 1;
                         fs::create_dir_all(&d).unwrap();
                         fs::write(d.join("node_name"), format!("0x{wwnn:016x}\n")).unwrap();
                         fs::write(d.join("vport_state"), "Active\n").unwrap();
                         // port_name last: a reader that sees it sees a complete vport.
-                        fs::write(d.join("port_name"), format!("0x{wwpn:016x}\n")).unwrap();
-                        fs::write(&inuse, format!("{}\n", read_count(&inuse) + 1)).unwrap();
+                        write_atomic(&d.join("port_name"), &format!("0x{wwpn:016x}\n"));
                     } else {
                         let found = fs::read_dir(&vports).unwrap().flatten().find(|e| {
                             let name = e.file_name().to_string_lossy().into_owned();
@@ -121,8 +132,8 @@ impl FakeSysfs {
                         });
                         match found {
                             Some(e) => {
+                                write_atomic(&inuse, &format!("{}\n", read_count(&inuse) - 1));
                                 fs::remove_dir_all(e.path()).unwrap();
-                                fs::write(&inuse, format!("{}\n", read_count(&inuse) - 1)).unwrap();
                             }
                             None => rejected.lock().unwrap().push(format!("{file}: no such vport {s:?}")),
                         }
@@ -139,7 +150,7 @@ impl FakeSysfs {
         fs::write(d.join("port_name"), format!("0x{wwpn:016x}\n")).unwrap();
         fs::write(d.join("node_name"), format!("0x{wwnn:016x}\n")).unwrap();
         let inuse = self.host_dir(host).join("npiv_vports_inuse");
-        fs::write(&inuse, format!("{}\n", read_count(&inuse) + 1)).unwrap();
+        write_atomic(&inuse, &format!("{}\n", read_count(&inuse) + 1));
     }
 
     fn sysfs(&self) -> FcSysfs {
@@ -153,14 +164,23 @@ impl FakeSysfs {
 
 impl Drop for FakeSysfs {
     fn drop(&mut self) {
-        for f in &self.fifos {
-            // Non-blocking: a fake kernel thread that is gone does not hang the drop.
-            if let Ok(mut w) = fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(f) {
-                let _ = w.write_all(b"quit");
+        // Each fifo has one thread, in the order they were added.
+        for (f, t) in self.fifos.iter().zip(self.threads.drain(..)) {
+            // Non-blocking open: it fails (ENXIO) until the thread has the fifo open for
+            // reading, which it may not have yet; retry for at most 2 s while it lives.
+            let start = std::time::Instant::now();
+            while !t.is_finished() && start.elapsed() < Duration::from_secs(2) {
+                match fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(f) {
+                    Ok(mut w) => {
+                        let _ = w.write_all(b"quit");
+                        break;
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
+                }
             }
-        }
-        for t in self.threads.drain(..) {
-            let _ = t.join();
+            if t.is_finished() || start.elapsed() < Duration::from_secs(2) {
+                let _ = t.join();
+            }
         }
         if !std::thread::panicking() {
             assert!(self.rejected.lock().unwrap().is_empty(), "the fake kernel rejected writes: {:?}", self.rejected.lock().unwrap());
