@@ -129,7 +129,12 @@ impl HaNode {
         let identities = if idents.is_empty() {
             None
         } else {
-            Some(crate::identity::Identities::new(me, idents).map_err(|e| anyhow::anyhow!("{}: {e}", cfg.file.display()))?)
+            let ids = crate::identity::Identities::new(me, idents).map_err(|e| anyhow::anyhow!("{}: {e}", cfg.file.display()))?;
+            // Nothing is served yet: whatever a previous run of this node left up goes.
+            for (svc, e) in ids.release_all() {
+                tracing::warn!(service = svc.0, "releasing identities left by a previous run: {e}");
+            }
+            Some(ids)
         };
         let (tx, rx) = channel();
         let shared = Arc::new(Shared {
