@@ -2,7 +2,8 @@
 # Regenerates bitstreams/resources.md: yosys synth_xilinx (generic 7-series/UltraScale
 # cell library, no placement) of the generated link datapath and the whole engine at 64
 # and 512 bits, and of the register file.
-# Usage: bitstreams/resource-report.sh   (needs yosys and cargo; about 15 minutes on 2 cores)
+# Usage: bitstreams/resource-report.sh   (needs yosys and cargo; about 15 CPU-minutes, 28 minutes
+# wall on a shared 2-core machine)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/target-rtl}"
