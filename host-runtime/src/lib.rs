@@ -12,6 +12,7 @@ pub mod config;
 pub mod control;
 pub mod demo;
 pub mod demo_ha;
+pub mod demo_netns;
 pub mod device;
 pub mod dirty;
 pub mod engines;

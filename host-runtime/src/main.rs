@@ -41,6 +41,10 @@ enum Cmd {
         /// takeover at the same address, giveback.
         #[arg(long)]
         ha: bool,
+        /// Run the HA pair across network namespaces instead (root): mediator, nodes and
+        /// client each in their own namespace; the service's address moves with it.
+        #[arg(long)]
+        netns: bool,
     },
     /// Run one node from a TOML configuration (see examples/).
     Node {
@@ -138,6 +142,13 @@ fn ctl(socket: &std::path::Path, req: Request) -> anyhow::Result<()> {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Demo { netns: true, .. } => {
+            init_tracing("warn");
+            if !tandem::demo_netns::run(None)? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Cmd::Demo { ha: true, .. } => {
             init_tracing("warn");
             if !tandem::demo_ha::run(None)? {
@@ -145,7 +156,7 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Cmd::Demo { engine, kill_after, threads, keep, json, ha: false } => {
+        Cmd::Demo { engine, kill_after, threads, keep, json, ha: false, netns: false } => {
             init_tracing("warn");
             let opts = tandem::demo::DemoOptions { engine, kill_after_acks: kill_after, threads, keep, ..Default::default() };
             let r = tandem::demo::run(&opts, |s| eprintln!("demo: {s}"))?;
