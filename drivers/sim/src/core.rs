@@ -217,7 +217,7 @@ struct AxiSlave {
 }
 
 impl AxiSlave {
-    fn find<'a>(maps: &'a [Mapping], addr: u64, len: u64) -> Option<(&'a Mapping, u64)> {
+    fn find(maps: &[Mapping], addr: u64, len: u64) -> Option<(&Mapping, u64)> {
         maps.iter().find_map(|m| m.region.dma_to_offset(addr, len).ok().map(|off| (m, off)))
     }
 
@@ -352,7 +352,7 @@ impl LiteMaster {
 
     fn sample(&mut self, m: &Model, core: &Core) {
         match self.cur {
-            Some((t, Op::Write(a, _))) => {
+            Some((_, Op::Write(a, _))) => {
                 self.aw_done |= m.get("s_axil_awready") == 1;
                 self.w_done |= m.get("s_axil_wready") == 1;
                 if m.get("s_axil_bvalid") == 1 {
@@ -360,7 +360,6 @@ impl LiteMaster {
                     if resp != 0 {
                         tracing::warn!(addr = a, resp, "sim: register write answered with an error");
                     }
-                    let _ = t;
                     self.finish();
                 }
             }
