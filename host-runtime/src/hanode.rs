@@ -266,6 +266,40 @@ fn witness_worker(sh: &Shared, mut w: Box<dyn WitnessClient + Send>, rx: Receive
     }
 }
 
+/// Service tag of the tagged page that holds the virtual port database (mirrored to the
+/// partner like any page, so the partner knows who holds which identity).
+pub const VPORT_DB_TAG: u32 = u32::MAX;
+
+/// Writes this node's virtual port database into its tagged page (mirrored).
+fn save_vport_db(sh: &Shared) -> anyhow::Result<()> {
+    let Some(ids) = &sh.identities else { return Ok(()) };
+    let pages = sh.node.pages();
+    let page = match pages.pages_of(VPORT_DB_TAG).first() {
+        Some((id, _)) => *id,
+        None => pages.alloc(VPORT_DB_TAG, 0)?,
+    };
+    let mut bytes = ids.db().encode().map_err(|e| anyhow::anyhow!("virtual port database: {e}"))?;
+    bytes.resize(pages.page_size() as usize, 0);
+    pages.write(page, 0, &bytes)?;
+    Ok(())
+}
+
+/// Merges the partner's virtual port database, read from this node's mirror window.
+fn merge_partner_vport_db(sh: &Shared) {
+    let Some(ids) = &sh.identities else { return };
+    let window = sh.node.engine().mirror_window();
+    let Ok(geo) = crate::scan::geometry(window) else { return };
+    let Some((slot, _)) = crate::pages::pages_in_region(window, &geo, VPORT_DB_TAG).into_iter().next() else { return };
+    let Ok(bytes) = window.read_vec(geo.page_data_offset(slot.0), geo.page_size as usize) else { return };
+    match crate::identity::vportdb::VportDb::decode(&bytes) {
+        Ok(db) => {
+            let changed = ids.merge_db(&db);
+            tracing::debug!(changed, "merged the partner's virtual port database");
+        }
+        Err(e) => tracing::warn!("the partner's virtual port database is unreadable: {e}"),
+    }
+}
+
 /// Opens one service's image for replay or ownership changes.
 fn open_image(svc: &ServiceSection) -> anyhow::Result<BackingStore> {
     BackingStore::open(&svc.backing, svc.size.0).with_context(|| format!("service {}: backing image {}", svc.id, svc.backing.display()))
@@ -351,9 +385,13 @@ fn start_serving(sh: &Shared, service: ServiceId) -> anyhow::Result<()> {
     };
     // The service's addresses (and FC ports) come here before its export listens on them.
     if let Some(ids) = sh.identities.as_ref().filter(|i| i.service(service).is_some()) {
+        merge_partner_vport_db(sh);
         let epoch = lock(&sh.epochs).get(&service).copied().unwrap_or(0);
         let r = ids.claim(service, epoch).with_context(|| format!("service {}: claiming its identities", service.0))?;
         tracing::info!(service = service.0, "identities claimed: {r:?}");
+        if let Err(e) = save_vport_db(sh) {
+            tracing::warn!("saving the virtual port database: {e:#}");
+        }
     }
     let device = Arc::new(MirroredDevice::new(sh.node.log().clone(), service.0, reader));
     // The port may still be closing on this host (a planned move): retry briefly.
@@ -382,6 +420,9 @@ fn stop_serving(sh: &Shared, service: ServiceId) {
         match ids.release(service) {
             Ok(r) => tracing::info!(service = service.0, "identities released: {r:?}"),
             Err(e) => tracing::error!(service = service.0, "releasing identities: {e}"),
+        }
+        if let Err(e) = save_vport_db(sh) {
+            tracing::warn!("saving the virtual port database: {e:#}");
         }
     }
     // Write back what the clients wrote until the fence, so the image is current.
