@@ -64,7 +64,7 @@ pub enum CplPhase {
 /// host's `CQ.TAIL` (two writes per entry: `SEQUENCE`, then the bytes holding the phase
 /// bit). NACK Crc/SequenceGap/NotSynced and `RETRANSMIT_US` without progress
 /// send again from the oldest unacknowledged entry (the payload is fetched again);
-/// NotSynced and link start also send a heartbeat first. NACK Bounds marks its entry:
+/// NotSynced, the timer and link start also send a heartbeat first. NACK Bounds marks its entry:
 /// it is sent again as a zero-length barrier under the same sequence and completes
 /// RemoteBounds once acknowledged. Heartbeats (session id, oldest unacknowledged
 /// sequence) go out at start and after `HEARTBEAT_US` without a frame. Control frames
@@ -776,7 +776,10 @@ impl<const W: usize, const K: usize> Logic for TxEngine<W, K> {
         } else if self.us_tick.val() {
             self.rt_us.d.next = self.rt_us.q.val() + 1;
             if (self.retransmit_us.val() != 0) & (self.rt_us.q.val() + 1 >= self.retransmit_us.val()) {
+                // Go back, and sync again first: the partner may have dropped the stream
+                // (header error) and its one NotSynced NACK may have been lost.
                 self.goback.d.next = true;
+                self.hb_due.d.next = true;
                 self.rt_us.d.next = 0.into();
             }
         }

@@ -707,7 +707,7 @@ fn random_pair(width: usize, test: &str, count: usize) {
     for node in 0..2 {
         p.program(node, max_burst, 30, 40);
     }
-    p.run_until(20_000, "link up on both engines", |p| p.log[0].delivered_acks > 0 && p.log[1].delivered_acks > 0);
+    p.run_until(100_000, "link up on both engines", |p| p.log[0].delivered_acks > 0 && p.log[1].delivered_acks > 0);
     for node in 0..2 {
         let mut state = 0;
         for _ in 0..200 {
@@ -719,8 +719,16 @@ fn random_pair(width: usize, test: &str, count: usize) {
         assert_eq!(state, 2, "seed {seed}: node {node} link Up after the heartbeat exchange");
     }
     p.traffic(&[0, 1], count, false, 3_000_000);
-    // Let the last ACKs and heartbeats settle, then compare.
+    // Stop idle heartbeats (nothing is outstanding, so no timer runs either), let the last
+    // frames and their ACKs land, then compare: no frame crosses while counters are read.
+    for node in 0..2 {
+        p.write(node, control::BASE + control::HEARTBEAT_US, 0);
+    }
+    for _ in 0..3_000 {
+        p.step();
+    }
     p.run_until(5_000, "quiet link", |p| p.flight.iter().all(Vec::is_empty) && p.n.iter().all(|n| n.inp.pending() == 0));
+    let frames = [p.log[0].frames, p.log[1].frames];
     for node in 0..2 {
         p.check_window(node);
         let h = &p.n[node].host;
@@ -731,6 +739,7 @@ fn random_pair(width: usize, test: &str, count: usize) {
         );
     }
     check_counters(&mut p);
+    assert_eq!([p.log[0].frames, p.log[1].frames], frames, "seed {seed}: the link stayed quiet while counters were read");
 }
 
 /// Counters against what the link model saw cross the link.
