@@ -3,7 +3,7 @@
 # Runs every sim-tb test with TANDEM_COVERAGE set, merges the per-instance .dat files and
 # prints verilator_coverage's total (covered/all points and percent) per model (link
 # datapath, whole engine) and width.
-# Usage: sim-tb/coverage.sh [out-dir]   (default /tmp/tandem-coverage; about 4-5 minutes)
+# Usage: sim-tb/coverage.sh [out-dir]   (default /tmp/tandem-coverage; about 20 s of tests once built)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/target-rtl}"
