@@ -69,18 +69,18 @@ fn hist() -> Histogram<u64> {
     Histogram::new_with_bounds(100, 10_000_000_000, 3).expect("valid histogram bounds")
 }
 
-fn raw_pair() -> anyhow::Result<(TcpStream, std::thread::JoinHandle<()>, TcpStream)> {
+fn raw_pair() -> anyhow::Result<(TcpStream, TcpStream)> {
     let l = TcpListener::bind("127.0.0.1:0")?;
     let addr = l.local_addr()?;
     let client = TcpStream::connect(addr)?;
     client.set_nodelay(true)?;
     let (server, _) = l.accept()?;
     server.set_nodelay(true)?;
-    Ok((client, std::thread::spawn(|| ()), server))
+    Ok((client, server))
 }
 
 fn raw_ping_pong(size: usize, iters: usize) -> anyhow::Result<Lat> {
-    let (mut c, _, mut s) = raw_pair()?;
+    let (mut c, mut s) = raw_pair()?;
     let server = std::thread::spawn(move || -> std::io::Result<()> {
         let mut buf = vec![0u8; size];
         let reply = [0u8; ACK_LEN];
@@ -108,7 +108,7 @@ fn raw_ping_pong(size: usize, iters: usize) -> anyhow::Result<Lat> {
 }
 
 fn raw_stream(size: usize, total: u64) -> anyhow::Result<f64> {
-    let (mut c, _, mut s) = raw_pair()?;
+    let (mut c, mut s) = raw_pair()?;
     let server = std::thread::spawn(move || -> u64 {
         let mut buf = vec![0u8; size.max(65536)];
         let mut got = 0u64;

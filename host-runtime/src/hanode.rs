@@ -19,7 +19,7 @@ use crate::ha::witness::UdpWitness;
 use crate::ha::{Command, Event, HaConfig, HaEngine, NodeId, Path, PeerInfo, ServiceHome, ServiceId, WitnessClient};
 use crate::mirror::Span;
 use crate::node::Node;
-use crate::store::{locked, BackingStore, Store, StoreSet};
+use crate::store::{locked, BackingStore};
 use anyhow::Context;
 use std::collections::BTreeMap;
 use std::net::UdpSocket;
@@ -567,9 +567,4 @@ fn event_loop(
             pending.push(Event::Tick);
         }
     }
-}
-
-#[allow(dead_code)]
-fn _store_set_is_a_store(s: &mut StoreSet) -> &mut dyn Store {
-    s
 }

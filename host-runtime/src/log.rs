@@ -447,6 +447,3 @@ pub fn page_table(region: &MemRegion, geo: &Geometry) -> Vec<(u32, PageEntry)> {
         })
         .collect()
 }
-
-#[allow(dead_code)]
-fn _assert_store_object_safe(_: &dyn Store) {}
