@@ -114,13 +114,25 @@ tandem_drivers::conformance_tests!(suite_pair);
 /// Random entries with every fault in both directions and random cuts.
 #[test]
 fn many_entries_with_ack_direction_faults() {
-    conformance::run("many_entries_with_ack_direction_faults", env!("CARGO_CRATE_NAME"), &full_ack_faults_pair, conformance::many_entries);
+    conformance::run(
+        "many_entries_with_ack_direction_faults",
+        env!("CARGO_PKG_NAME"),
+        env!("CARGO_CRATE_NAME"),
+        &full_ack_faults_pair,
+        conformance::many_entries,
+    );
 }
 
 /// Pipelined small entries with every fault in both directions.
 #[test]
 fn pipelined_with_ack_direction_faults() {
-    conformance::run("pipelined_with_ack_direction_faults", env!("CARGO_CRATE_NAME"), &full_ack_faults_pair, conformance::pipelined);
+    conformance::run(
+        "pipelined_with_ack_direction_faults",
+        env!("CARGO_PKG_NAME"),
+        env!("CARGO_CRATE_NAME"),
+        &full_ack_faults_pair,
+        conformance::pipelined,
+    );
 }
 
 /// The faults really happen: after a run the shims report drops, corruptions,
@@ -140,7 +152,13 @@ fn faults_are_injected_and_recovered_from() {
         assert!(cb.get(Duplicates) > 0 && cb.get(SequenceErrors) > 0, "B saw duplicates and gaps: {cb}");
         assert!(cb.get(NacksTx) > 0 && ca.get(NacksRx) > 0, "NACKs flowed: {ca} / {cb}");
     };
-    conformance::run("faults_are_injected_and_recovered_from", env!("CARGO_CRATE_NAME"), &|s| faulty_pair(s, ACK_FULL, false), check);
+    conformance::run(
+        "faults_are_injected_and_recovered_from",
+        env!("CARGO_PKG_NAME"),
+        env!("CARGO_CRATE_NAME"),
+        &|s| faulty_pair(s, ACK_FULL, false),
+        check,
+    );
 }
 
 /// Enough traffic for every fault to show up.
