@@ -1,38 +1,56 @@
-# Alveo U280 build recipe (Vivado, non-project mode). NOT RUN: no Vivado on the machine
-# where this was written; treat as a checked-in starting point, not a known-good build.
+# Alveo U280 build recipe (Vivado, project mode). NOT RUN: no Vivado on the machine where
+# this was written; treat it as a reviewed starting point, not a known-good build (see
+# ../README.md for what was and was not checked).
 #
-# Board facts only: part, shell IP, constraints. The engine Verilog is generated:
-#   TANDEM_BUILD_REV=$(git rev-parse --short=8 HEAD) TANDEM_BUILD_DATE=$(date +%Y%m%d) \
-#   TANDEM_CLOCK_KHZ=250000 cargo run -p tandem-hdl --bin emit-verilog -- engine 512 gen/engine.v tandem_engine
-# (the whole engine, module `tandem_engine`; the build stamp lands in the ID block:
-# BUILD_STAMP_LO/HI, CLOCK_KHZ). ../common/tandem_shell_top.v wraps it with the shell's
-# port names; ../lint-shell.sh checks the two agree.
+# Usage (from any directory, with the Alveo U280 board files installed):
+#   vivado -mode batch -source bitstreams/alveo-u280/build.tcl
+# It generates the engine (gen/engine.v, build stamp from git HEAD and today's date, see
+# ../common/engine_stamp.tcl), builds the block design of ../common/block_design.tcl,
+# synthesizes, checks clocks and pins, implements and writes tandem_u280.bit here.
+# Environment knobs: ../common/build_flow.tcl.
 #
-# Usage: vivado -mode batch -source build.tcl
-set part xcu280-fsvh2892-2L-e
+# PCIe IP: XDMA in AXI Bridge mode, as on the U250 (the U280 also supports QDMA, whose
+# slave bridge would need a different configuration; see ../common/block_design.tcl).
 set here [file dirname [file normalize [info script]]]
-create_project -in_memory -part $part
-set_property target_language Verilog [current_project]
+source [file join $here .. common build_flow.tcl]
 
-# Shell: QDMA (PCIe Gen3 x16) for BAR0 (AXI4-Lite) and DMA (AXI4), CMAC (100G) for the link.
-create_ip -name qdma -vendor xilinx.com -library ip -module_name shell_dma
-set_property -dict [list CONFIG.pl_link_cap_max_link_width {X16} CONFIG.pl_link_cap_max_link_speed {8.0_GT/s} \
-  CONFIG.axilite_master_en {true} CONFIG.axi_data_width {512_bit}] [get_ips shell_dma]
-create_ip -name cmac_usplus -vendor xilinx.com -library ip -module_name link_cmac
-set_property -dict [list CONFIG.USER_INTERFACE {AXIS} CONFIG.GT_REF_CLK_FREQ {161.1328125}] [get_ips link_cmac]
-generate_target all [get_ips]
+# Board facts. Interface names are the U280 board file's (board part
+# xilinx.com:au280:part0:*); sysclk0 is the 100 MHz system clock. The GT sites are
+# QSFP0's (GTY quad 134, CMAC site CMACE4_X0Y6), as in Xilinx's OpenNIC shell for this
+# board, which also enables the GT receive buffer there.
+set tandem_cfg [dict create \
+    board u280 \
+    board_dir $here \
+    part xcu280-fsvh2892-2L-e \
+    board_part_pattern xilinx.com:au280:part0:* \
+    engine_mhz 250 \
+    pcie_intf pci_express_x16 \
+    pcie_refclk_intf pcie_refclk \
+    pcie_perst_intf pcie_perstn \
+    sysclk_intf sysclk0 \
+    sysclk_hz 100000000 \
+    qsfp_intf qsfp0_4x \
+    qsfp_clk_intf qsfp0_156mhz \
+    qsfp_clk_mhz 156.25 \
+    cmac_core CMACE4_X0Y6 \
+    gt_group X0Y40~X0Y43 \
+    gt_lanes {X0Y40 X0Y41 X0Y42 X0Y43} \
+    cmac_extra {CONFIG.RX_GT_BUFFER 1 CONFIG.GT_RX_BUFFER_BYPASS 0} \
+    tie_low_outputs {hbm_cattrip} \
+    tx_fifo_depth 512 \
+    rx_fifo_depth 2048 \
+    max_frame_bytes 16383 \
+]
+dict set tandem_cfg board_interfaces [list \
+    [dict get $tandem_cfg pcie_intf] [dict get $tandem_cfg pcie_refclk_intf] \
+    [dict get $tandem_cfg pcie_perst_intf] [dict get $tandem_cfg sysclk_intf] \
+    [dict get $tandem_cfg qsfp_intf] [dict get $tandem_cfg qsfp_clk_intf]]
+# Pins the board flow (and constraints.xdc for hbm_cattrip) must have placed, checked
+# after synthesis; see constraints.xdc for the sources.
+dict set tandem_cfg expected_pins [dict create \
+    pcie_refclk_clk_p AR15 \
+    qsfp0_156mhz_clk_p T42 \
+    hbm_cattrip D32 \
+]
 
-# The engine and its wrapper. tandem_shell_top's ports: s_axil_* <- the PCIe IP's
-# M_AXI_LITE (BAR0); m_axib_* -> the PCIe IP's AXI slave bridge (card-initiated access to
-# host memory); tx_axis_*/rx_axis_* <-> the CMAC's AXIS through xpm_fifo_axis clock
-# crossings (CMAC user clock <-> engine clock); irq -> user interrupt 0. The block design
-# (or top-level Verilog) that makes those connections is NOT written: it needs the IP
-# port lists Vivado generates, and nothing here has been run through Vivado.
-read_verilog $here/gen/engine.v
-read_verilog $here/../common/tandem_shell_top.v
-read_xdc $here/constraints.xdc
-
-# synth_design -top tandem_shell_top -part $part   ;# synthesizes the engine and wrapper alone
-# opt_design; place_design; route_design
-# write_bitstream -force $here/tandem_u280.bit
-puts "alveo-u280: IP generated, engine and wrapper read; synthesis and the IP connections are not enabled (see README)"
+tandem_build $tandem_cfg

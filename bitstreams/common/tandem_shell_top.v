@@ -9,11 +9,23 @@
 //                the engine's DMA master, 64-bit address, 512-bit data, ID 0, INCR only.
 // - tx_axis_*  : to the 100G MAC's transmit AXI4-Stream (512 bits).
 // - rx_axis_*  : from the 100G MAC's receive AXI4-Stream (512 bits). The MAC cannot be
-//                stalled; rx_axis_tready goes to the clock-crossing FIFO the recipe puts
-//                between MAC and engine (its overflow is counted by the recipe, not here).
+//                stalled; rx_axis_tready goes to the clock-crossing FIFO the block design
+//                puts between MAC and engine. Beats that arrive while that FIFO is full are
+//                lost (not counted here); the engine sees a short frame whose CRC32C
+//                fails and counts it in CRC_ERRORS.
 // All ports are in the engine clock domain `clk`; clock crossing to the MAC's user clock
-// is the recipe's job (xpm_fifo_axis in build.tcl), not this wrapper's.
+// is the block design's job (common/block_design.tcl: axis_data_fifo with independent
+// clocks), not this wrapper's.
+//
+// In the block design this module is a module reference (cell `tandem`). Vivado infers
+// one bus interface per port-name prefix: s_axil (AXI4-Lite slave), m_axib (AXI4
+// master), tx_axis (AXI4-Stream master), rx_axis (AXI4-Stream slave); the attributes on
+// clk and irq name the clock's interfaces and frequency and mark irq as a level
+// interrupt. bitstreams/check-recipes.tcl checks that every pin and interface the block
+// design names on `tandem` exists here.
 module tandem_shell_top (
+    (* X_INTERFACE_INFO = "xilinx.com:signal:clock:1.0 clk CLK" *)
+    (* X_INTERFACE_PARAMETER = "ASSOCIATED_BUSIF s_axil:m_axib:tx_axis:rx_axis, FREQ_HZ 250000000" *)
     input  wire         clk,
     // AXI4-Lite slave (BAR0)
     input  wire [31:0]  s_axil_awaddr,
@@ -81,7 +93,10 @@ module tandem_shell_top (
     input  wire         rx_axis_tlast,
     input  wire         rx_axis_tvalid,
     output wire         rx_axis_tready,
-    // Interrupt (to the PCIe IP's user interrupt / MSI-X vector 0)
+    // Interrupt (to the PCIe IP's user interrupt 0, sent as MSI-X vector 0). Level:
+    // IRQ_STATUS & IRQ_ENABLE is not zero.
+    (* X_INTERFACE_INFO = "xilinx.com:signal:interrupt:1.0 irq INTERRUPT" *)
+    (* X_INTERFACE_PARAMETER = "SENSITIVITY LEVEL_HIGH" *)
     output wire         irq
 );
     // Fixed AXI4 attributes: one ID, normal non-secure data, modifiable bufferable.
