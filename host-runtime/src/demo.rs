@@ -15,8 +15,10 @@ use std::time::{Duration, Instant};
 /// Demo parameters.
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
-    /// Engine backend for both nodes.
+    /// Engine backend of the primary (and of the partner unless `partner_engine` is set).
     pub engine: String,
+    /// Engine backend of the partner, when it differs (a mixed pair, e.g. sim and soft).
+    pub partner_engine: Option<String>,
     /// Writes the primary would do if it were not killed.
     pub writes: u64,
     /// Writer threads.
@@ -34,7 +36,16 @@ pub struct DemoOptions {
 
 impl Default for DemoOptions {
     fn default() -> Self {
-        DemoOptions { engine: "soft".into(), writes: 10_000_000, threads: 4, blocks: 512, kill_after_acks: None, keep: None, exe: None }
+        DemoOptions {
+            engine: "soft".into(),
+            partner_engine: None,
+            writes: 10_000_000,
+            threads: 4,
+            blocks: 512,
+            kill_after_acks: None,
+            keep: None,
+            exe: None,
+        }
     }
 }
 
@@ -154,7 +165,9 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 
 /// Runs the demo; `say` receives progress lines.
 pub fn run(opts: &DemoOptions, mut say: impl FnMut(&str)) -> anyhow::Result<DemoReport> {
+    let partner_engine = opts.partner_engine.clone().unwrap_or_else(|| opts.engine.clone());
     check_engine(&opts.engine)?;
+    check_engine(&partner_engine)?;
     let kill_after_acks = opts.kill_after_acks.unwrap_or_else(|| default_kill_after(&opts.engine));
     let start = Instant::now();
     let tmp = tempfile::Builder::new().prefix("tandem-demo-").tempdir()?;
@@ -166,15 +179,20 @@ pub fn run(opts: &DemoOptions, mut say: impl FnMut(&str)) -> anyhow::Result<Demo
         None => tmp.path().to_path_buf(),
     };
     let (pa, pb) = (free_port()?, free_port()?);
-    for (me, other, l, p) in [("a", "b", pa, pb), ("b", "a", pb, pa)] {
-        std::fs::write(dir.join(format!("{me}.toml")), node_config(&dir, me, other, &opts.engine, l, p))?;
+    for (me, other, l, p, engine) in [("a", "b", pa, pb, &opts.engine), ("b", "a", pb, pa, &partner_engine)] {
+        std::fs::write(dir.join(format!("{me}.toml")), node_config(&dir, me, other, engine, l, p))?;
     }
     let exe = match &opts.exe {
         Some(e) => e.clone(),
         None => std::env::current_exe().context("finding the tandem executable")?,
     };
     let mut reaper = Reaper(Vec::new());
-    say(&format!("starting node b (partner) and node a (primary) on 127.0.0.1:{pb} and :{pa}, engine {}", opts.engine));
+    let engines = if partner_engine == opts.engine {
+        format!("engine {}", opts.engine)
+    } else {
+        format!("engines {} (a) and {partner_engine} (b)", opts.engine)
+    };
+    say(&format!("starting node b (partner) and node a (primary) on 127.0.0.1:{pb} and :{pa}, {engines}"));
     // The nodes' own messages: warnings only, unless the caller chose a filter.
     let log_filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
     let b = Command::new(&exe)

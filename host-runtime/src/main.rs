@@ -26,6 +26,10 @@ enum Cmd {
         /// tandem built with `--features sim`).
         #[arg(long, default_value = "soft")]
         engine: String,
+        /// The partner's engine when it differs from the primary's (a mixed pair, e.g.
+        /// `--engine sim --partner-engine soft`).
+        #[arg(long)]
+        partner_engine: Option<String>,
         /// Kill the primary after this many acknowledged writes [default: 20000, 2000 with
         /// the sim engine].
         #[arg(long)]
@@ -162,9 +166,10 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Cmd::Demo { engine, kill_after, threads, keep, json, ha: false, netns: false } => {
+        Cmd::Demo { engine, partner_engine, kill_after, threads, keep, json, ha: false, netns: false } => {
             init_tracing("warn");
-            let opts = tandem::demo::DemoOptions { engine, kill_after_acks: kill_after, threads, keep, ..Default::default() };
+            let opts =
+                tandem::demo::DemoOptions { engine, partner_engine, kill_after_acks: kill_after, threads, keep, ..Default::default() };
             let r = tandem::demo::run(&opts, |s| eprintln!("demo: {s}"))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);

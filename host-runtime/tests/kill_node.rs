@@ -11,15 +11,21 @@ fn kill_at(acks: u64, threads: u64) {
 }
 
 fn kill_with(engine: &str, acks: u64, threads: u64) {
+    kill_mixed(engine, engine, acks, threads);
+}
+
+fn kill_mixed(engine: &str, partner_engine: &str, acks: u64, threads: u64) {
     let opts = DemoOptions {
         engine: engine.into(),
+        partner_engine: Some(partner_engine.into()),
         exe: Some(PathBuf::from(env!("CARGO_BIN_EXE_tandem"))),
         kill_after_acks: Some(acks),
         threads,
         blocks: 256,
         ..DemoOptions::default()
     };
-    let r = run(&opts, |s| eprintln!("{s}")).unwrap_or_else(|e| panic!("demo flow ({engine} engine) failed at kill point {acks}: {e:#}"));
+    let r = run(&opts, |s| eprintln!("{s}"))
+        .unwrap_or_else(|e| panic!("demo flow ({engine} primary, {partner_engine} partner) failed at kill point {acks}: {e:#}"));
     assert!(r.acked >= acks, "primary was killed only after {acks} acknowledgements");
     assert_eq!(r.violations, 0, "acknowledged writes missing after replay: {r:?}");
     let applied = r.replay["applied"].as_u64().unwrap();
@@ -51,6 +57,15 @@ fn kill_late_after_many_consistency_points() {
 #[test]
 fn kill_with_the_rtl_engine_on_both_nodes() {
     kill_with("sim", 150, 2);
+}
+
+/// A mixed pair: the RTL engine on the primary, the soft engine on the partner (one wire
+/// format), and the other way round.
+#[cfg(feature = "sim")]
+#[test]
+fn kill_with_a_mixed_sim_and_soft_pair() {
+    kill_mixed("sim", "soft", 150, 2);
+    kill_mixed("soft", "sim", 150, 2);
 }
 
 /// Without the sim backend built in, `--engine sim` is refused before any node starts,
