@@ -133,24 +133,38 @@ fn raw_stream(size: usize, total: u64) -> anyhow::Result<f64> {
     Ok(sent as f64 / t.elapsed().as_secs_f64())
 }
 
-struct MirroredPair {
-    log: MirroredLog,
+/// A mirrored log on engine A of a two-engine pair in this process.
+pub(crate) struct MirroredPair {
+    pub(crate) log: MirroredLog,
     engines: [Arc<dyn Engine>; 2],
 }
 
-fn mirrored_pair() -> anyhow::Result<MirroredPair> {
-    const LOG: u64 = 64 << 20;
-    let geo = tandem_hsi::window::Geometry::new(LOG, 4096, 16, 0)?;
+/// Log region of the benchmark pairs.
+pub(crate) const BENCH_LOG: u64 = 64 << 20;
+
+/// The window geometry of the benchmark pairs.
+pub(crate) fn bench_geometry() -> anyhow::Result<tandem_hsi::window::Geometry> {
+    Ok(tandem_hsi::window::Geometry::new(BENCH_LOG, 4096, 16, 0)?)
+}
+
+impl MirroredPair {
+    /// Formats a log on `a`, mirrored to `b`.
+    pub(crate) fn new(a: Arc<dyn Engine>, b: Arc<dyn Engine>) -> anyhow::Result<Self> {
+        let mirror = Arc::new(Mirror::new(a.clone(), Duration::from_secs(30)));
+        let log = MirroredLog::format(mirror, BENCH_LOG, 4096, 16)?;
+        Ok(MirroredPair { log, engines: [a, b] })
+    }
+}
+
+pub(crate) fn soft_pair() -> anyhow::Result<MirroredPair> {
+    let geo = bench_geometry()?;
     let region = |base| MemRegion::anonymous(geo.window_size, base);
     let la = SoftEngine::bind("127.0.0.1:0".parse()?)?;
     let lb = SoftEngine::bind("127.0.0.1:0".parse()?)?;
     let (aa, ab) = (la.local_addr(), lb.local_addr());
     let a = SoftEngine::start(la, SoftConfig::new(aa, ab, region(0x1_0000_0000)?, region(0)?))?;
     let b = SoftEngine::start(lb, SoftConfig::new(ab, aa, region(0x2_0000_0000)?, region(0)?))?;
-    let (a, b): (Arc<dyn Engine>, Arc<dyn Engine>) = (Arc::new(a), Arc::new(b));
-    let mirror = Arc::new(Mirror::new(a.clone(), Duration::from_secs(10)));
-    let log = MirroredLog::format(mirror, LOG, 4096, 16)?;
-    Ok(MirroredPair { log, engines: [a, b] })
+    MirroredPair::new(Arc::new(a), Arc::new(b))
 }
 
 impl Drop for MirroredPair {
@@ -219,7 +233,7 @@ fn engine_throughput(p: &MirroredPair, size: usize, total: u64, batch: usize, de
     Ok(count as f64 * size as f64 / t.elapsed().as_secs_f64())
 }
 
-fn mirrored_latency(p: &MirroredPair, size: usize, iters: usize) -> anyhow::Result<Lat> {
+pub(crate) fn mirrored_latency(p: &MirroredPair, size: usize, iters: usize) -> anyhow::Result<Lat> {
     let payload = vec![0xC3u8; size];
     let mut store = NullStore::default();
     let mut h = hist();
@@ -236,7 +250,7 @@ fn mirrored_latency(p: &MirroredPair, size: usize, iters: usize) -> anyhow::Resu
 
 /// Pipelined throughput: batches of up to `batch` records, at most `depth` records and a
 /// quarter of the log region in flight.
-fn mirrored_throughput(p: &MirroredPair, size: usize, total: u64, batch: usize, depth: usize) -> anyhow::Result<(f64, f64)> {
+pub(crate) fn mirrored_throughput(p: &MirroredPair, size: usize, total: u64, batch: usize, depth: usize) -> anyhow::Result<(f64, f64)> {
     let payload = vec![0x3Cu8; size];
     let mut store = NullStore::default();
     let mut inflight = std::collections::VecDeque::new();
@@ -275,7 +289,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
         "{:>7} | {:>29} | {:>11} | {:>29} | {:>6}",
         "size", "raw ping-pong p50/p99/p99.9 us", "engine p50", "mirrored p50/p99/p99.9 us", "p50 x"
     );
-    let pair = mirrored_pair()?;
+    let pair = soft_pair()?;
     let mut p50_4k = (0.0, 0.0);
     for size in SIZES {
         let raw = raw_ping_pong(size, iters(size))?;

@@ -161,6 +161,42 @@ pub struct EngineSection {
     /// Flow-control window, frames.
     #[serde(default = "d_in_flight")]
     pub max_in_flight: u32,
+    /// `[engine.sim]`: settings of the sim backend only.
+    #[serde(default)]
+    pub sim: Option<SimSection>,
+}
+
+fn d_sim_width() -> u32 {
+    512
+}
+fn d_sim_heartbeat_us() -> u32 {
+    20
+}
+fn d_sim_retransmit_us() -> u32 {
+    40
+}
+
+/// `[engine.sim]`: the Verilated RTL engine. Its timers count simulated time, which runs
+/// thousands of times slower than wall-clock time, so they are set here in simulated
+/// microseconds instead of through `heartbeat_ms`/`retransmit_ms`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimSection {
+    /// Datapath width in bits: 64 or 512 (512 simulates far fewer cycles per byte).
+    #[serde(default = "d_sim_width")]
+    pub width: u32,
+    /// `HEARTBEAT_US`, simulated microseconds.
+    #[serde(default = "d_sim_heartbeat_us")]
+    pub heartbeat_us: u32,
+    /// `RETRANSMIT_US`, simulated microseconds.
+    #[serde(default = "d_sim_retransmit_us")]
+    pub retransmit_us: u32,
+}
+
+impl Default for SimSection {
+    fn default() -> Self {
+        SimSection { width: d_sim_width(), heartbeat_us: d_sim_heartbeat_us(), retransmit_us: d_sim_retransmit_us() }
+    }
 }
 
 fn d_page_size() -> u32 {
@@ -361,7 +397,8 @@ impl Config {
         if self.node.name.trim().is_empty() {
             return Err(self.invalid("node.name", "must not be empty"));
         }
-        self.engine_kind()?;
+        let kind = self.engine_kind()?;
+        self.validate_sim(&kind)?;
         if self.engine.partner.port() == 0 || self.engine.partner.ip().is_unspecified() {
             return Err(self.invalid("engine.partner", format!("{} is not an address to dial", self.engine.partner)));
         }
@@ -399,6 +436,28 @@ impl Config {
             return Err(self.invalid("store.checkpoint_log_percent", format!("{} is not from 1 to 95", self.store.checkpoint_log_percent)));
         }
         self.validate_ha()
+    }
+
+    fn validate_sim(&self, kind: &EngineKind) -> Result<(), ConfigError> {
+        if *kind == EngineKind::Sim && self.engine.ring_depth > 16384 {
+            return Err(
+                self.invalid("engine.ring_depth", format!("{} is above 16384, the sim backend's largest ring", self.engine.ring_depth))
+            );
+        }
+        let Some(sim) = &self.engine.sim else { return Ok(()) };
+        if *kind != EngineKind::Sim {
+            return Err(self
+                .invalid("engine.sim", format!("is set but engine.kind is \"{}\": it applies to the sim backend only", self.engine.kind)));
+        }
+        if sim.width != 64 && sim.width != 512 {
+            return Err(self.invalid("engine.sim.width", format!("{} is not 64 or 512", sim.width)));
+        }
+        for (field, v) in [("engine.sim.heartbeat_us", sim.heartbeat_us), ("engine.sim.retransmit_us", sim.retransmit_us)] {
+            if !(1..=1_000_000).contains(&v) {
+                return Err(self.invalid(field, format!("{v} must be from 1 to 1000000 simulated us")));
+            }
+        }
+        Ok(())
     }
 
     /// The witness `ha.witness` names.
@@ -531,6 +590,28 @@ size = "16MiB"
         assert!(e.contains("`mirror.page_size`"), "{e}");
         let e = err(&GOOD.replace("name = \"a\"\n", ""));
         assert!(e.contains("node.toml") && e.contains("name"), "{e}");
+    }
+
+    #[test]
+    fn sim_section_is_checked() {
+        let sim = GOOD.replace("kind = \"soft\"", "kind = \"sim\"");
+        let c = Config::parse(&sim, Path::new("node.toml")).unwrap();
+        assert_eq!(c.engine_kind().unwrap(), EngineKind::Sim);
+        assert!(c.engine.sim.is_none(), "defaults apply when [engine.sim] is absent");
+        let with = |extra: &str| sim.replace("[mirror]", &format!("[engine.sim]\n{extra}\n[mirror]"));
+        let c = Config::parse(&with("width = 64\nheartbeat_us = 5"), Path::new("node.toml")).unwrap();
+        let s = c.engine.sim.unwrap();
+        assert_eq!((s.width, s.heartbeat_us, s.retransmit_us), (64, 5, SimSection::default().retransmit_us));
+        let e = err(&with("width = 128"));
+        assert!(e.contains("`engine.sim.width`") && e.contains("128 is not 64 or 512"), "{e}");
+        let e = err(&with("retransmit_us = 0"));
+        assert!(e.contains("`engine.sim.retransmit_us`"), "{e}");
+        let e = err(&with("clock_mhz = 300"));
+        assert!(e.contains("clock_mhz"), "{e}");
+        let e = err(&GOOD.replace("[mirror]", "[engine.sim]\nwidth = 64\n[mirror]"));
+        assert!(e.contains("`engine.sim`") && e.contains("sim backend only"), "{e}");
+        let e = err(&sim.replace("[mirror]", "ring_depth = 32768\n[mirror]"));
+        assert!(e.contains("`engine.ring_depth`") && e.contains("16384"), "{e}");
     }
 
     #[test]

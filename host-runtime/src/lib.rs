@@ -8,6 +8,8 @@
 //! - [`store`]: the backing store image.
 
 pub mod bench;
+#[cfg(feature = "sim")]
+pub mod bench_sim;
 pub mod config;
 pub mod control;
 pub mod demo;

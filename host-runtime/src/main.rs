@@ -22,12 +22,18 @@ enum Cmd {
     /// Run a two-node pair on loopback, kill -9 the primary mid-workload, replay on the
     /// partner and verify every acknowledged write.
     Demo {
-        /// Engine backend for both nodes.
+        /// Engine backend for both nodes: soft, or sim (the Verilated RTL engine; needs a
+        /// tandem built with `--features sim`).
         #[arg(long, default_value = "soft")]
         engine: String,
-        /// Kill the primary after this many acknowledged writes.
-        #[arg(long, default_value_t = 20_000)]
-        kill_after: u64,
+        /// The partner's engine when it differs from the primary's (a mixed pair, e.g.
+        /// `--engine sim --partner-engine soft`).
+        #[arg(long)]
+        partner_engine: Option<String>,
+        /// Kill the primary after this many acknowledged writes [default: 20000, 2000 with
+        /// the sim engine].
+        #[arg(long)]
+        kill_after: Option<u64>,
         /// Writer threads on the primary.
         #[arg(long, default_value_t = 4)]
         threads: u64,
@@ -125,6 +131,10 @@ enum Cmd {
         /// Fewer iterations (a smoke run).
         #[arg(long)]
         quick: bool,
+        /// soft (against raw TCP), or sim (the Verilated RTL engine beside the soft one;
+        /// needs a tandem built with `--features sim`).
+        #[arg(long, default_value = "soft")]
+        engine: String,
     },
 }
 
@@ -156,9 +166,10 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Cmd::Demo { engine, kill_after, threads, keep, json, ha: false, netns: false } => {
+        Cmd::Demo { engine, partner_engine, kill_after, threads, keep, json, ha: false, netns: false } => {
             init_tracing("warn");
-            let opts = tandem::demo::DemoOptions { engine, kill_after_acks: kill_after, threads, keep, ..Default::default() };
+            let opts =
+                tandem::demo::DemoOptions { engine, partner_engine, kill_after_acks: kill_after, threads, keep, ..Default::default() };
             let r = tandem::demo::run(&opts, |s| eprintln!("demo: {s}"))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
@@ -233,9 +244,16 @@ fn main() -> anyhow::Result<()> {
             init_tracing("info");
             tandem::ha::run_mediator(&listen)
         }
-        Cmd::Bench { quick } => {
+        Cmd::Bench { quick, engine } => {
             init_tracing("warn");
-            tandem::bench::run(quick).context("benchmark")
+            match engine.as_str() {
+                "soft" => tandem::bench::run(quick).context("benchmark"),
+                #[cfg(feature = "sim")]
+                "sim" => tandem::bench_sim::run(quick).map(drop).context("sim benchmark"),
+                #[cfg(not(feature = "sim"))]
+                "sim" => anyhow::bail!("--engine sim: this tandem was built without the sim backend: {}", tandem::engines::SIM_REBUILD),
+                other => anyhow::bail!("--engine {other}: the benchmark runs \"soft\" or \"sim\""),
+            }
         }
     }
 }
