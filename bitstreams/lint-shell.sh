@@ -11,7 +11,6 @@
 # Needs cargo, verilator and tclsh (Debian package tcl). Usage: bitstreams/lint-shell.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/target-rtl}"
 command -v tclsh >/dev/null || { echo "lint-shell: tclsh not found (apt-get install tcl)" >&2; exit 1; }
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
