@@ -54,18 +54,17 @@ pub use crate::core::{FrameLink, SimBar, BAR_LEN};
 pub use link::{BridgeCut, SimWire, TcpBridge, WireEnd};
 
 use crate::core::{relock, Core, Mapping};
-use std::collections::VecDeque;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tandem_drivers::api::{CounterSnapshot, Engine, EngineError, EngineInfo};
 use tandem_drivers::vfio::regs::{Bar0, Block, RegError, Registers};
+use tandem_drivers::vfio::rings::{wait_status, CounterTotals, HostRings};
 use tandem_drivers::MemRegion;
 use tandem_hsi::entry::{completion, submission};
 use tandem_hsi::regs::{self as hr, Control, Irq, Status};
-use tandem_hsi::{CompletionEntry, CompletionStatus, Counter, LinkState, SubmissionEntry, HSI_VERSION, MAX_PAYLOAD};
+use tandem_hsi::{CompletionEntry, LinkState, SubmissionEntry, HSI_VERSION, MAX_PAYLOAD};
 
 /// Default ring depth.
 pub const DEFAULT_RING_DEPTH: u32 = 256;
@@ -169,36 +168,14 @@ impl SimConfig {
     }
 }
 
-/// Host-side ring state.
-#[derive(Debug)]
-struct Host {
-    sq_head: u32,
-    posted: u64,
-    doorbelled: u64,
-    consumed: u64,
-    cq_tail: u32,
-    phase: bool,
-    done: VecDeque<CompletionEntry>,
-}
-
-#[derive(Debug, Default)]
-struct CounterAcc {
-    last: [u32; Counter::COUNT],
-    total: CounterSnapshot,
-}
-
 /// The RTL engine, simulated in-process. See the crate docs.
 #[derive(Debug)]
 pub struct SimEngine {
-    host_state: Mutex<Host>,
-    shut: AtomicBool,
-    counters: Mutex<CounterAcc>,
+    rings: HostRings,
+    counters: Mutex<CounterTotals>,
     info: EngineInfo,
-    slots: u32,
     host: Arc<MemRegion>,
     window: Arc<MemRegion>,
-    sq: Arc<MemRegion>,
-    cq: Arc<MemRegion>,
     regs: Registers,
     core: Arc<Core>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -208,26 +185,6 @@ pub struct SimEngine {
 
 fn reg_err(e: RegError) -> EngineError {
     EngineError::Backend(format!("sim: registers: {e}"))
-}
-
-fn region_err(what: &'static str) -> impl Fn(tandem_drivers::OutOfBounds) -> EngineError {
-    move |e| EngineError::Backend(format!("sim: {what}: {e}"))
-}
-
-/// Polls STATUS until `pred` holds (Some(true)), `timeout` passes (Some(false)) or the
-/// register cannot be read (None).
-fn wait_status(regs: &Registers, pred: impl Fn(Status) -> bool, timeout: Duration) -> Option<bool> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let s = regs.status().ok()?;
-        if pred(s) {
-            return Some(true);
-        }
-        if Instant::now() >= deadline {
-            return Some(false);
-        }
-        std::thread::sleep(Duration::from_micros(200));
-    }
 }
 
 impl SimEngine {
@@ -326,28 +283,16 @@ impl SimEngine {
         };
         let card_max = regs.read(Block::Id, hr::id::MAX_PAYLOAD).map_err(reg_err)?;
         let engine = SimEngine {
-            host_state: Mutex::new(Host {
-                sq_head: 0,
-                posted: 0,
-                doorbelled: 0,
-                consumed: 0,
-                cq_tail: 0,
-                phase: true,
-                done: VecDeque::new(),
-            }),
-            shut: AtomicBool::new(false),
-            counters: Mutex::new(CounterAcc::default()),
+            rings: HostRings::new(sq, cq, slots, config.ring_depth, "sim"),
+            counters: Mutex::new(CounterTotals::default()),
             info: EngineInfo {
                 backend: "sim",
                 hsi_version: found,
                 max_payload: card_max.min(MAX_PAYLOAD as u32),
                 ring_depth: config.ring_depth,
             },
-            slots,
             host,
             window,
-            sq,
-            cq,
             regs,
             core,
             thread: Mutex::new(Some(thread)),
@@ -380,52 +325,6 @@ impl SimEngine {
         self.cutter.clone()
     }
 
-    fn reap(&self, h: &mut Host, out: &mut VecDeque<CompletionEntry>, max: usize) -> Result<usize, EngineError> {
-        let mut n = 0;
-        while n < max {
-            let off = u64::from(h.cq_tail) * completion::SIZE as u64;
-            let mut ph = [0u8; 1];
-            self.cq.read(off + completion::PHASE.offset as u64, &mut ph).map_err(region_err("completion ring"))?;
-            if (ph[0] & 1 == 1) != h.phase {
-                break;
-            }
-            // The engine writes the bytes holding the phase bit last.
-            fence(Ordering::Acquire);
-            let mut raw = [0u8; completion::SIZE];
-            self.cq.read(off, &mut raw).map_err(region_err("completion ring"))?;
-            let (c, _) =
-                CompletionEntry::decode(&raw).map_err(|e| EngineError::Backend(format!("sim: completion ring slot {}: {e}", h.cq_tail)))?;
-            out.push_back(c);
-            h.cq_tail = (h.cq_tail + 1) % self.slots;
-            if h.cq_tail == 0 {
-                h.phase = !h.phase;
-            }
-            h.consumed += 1;
-            n += 1;
-        }
-        if n > 0 {
-            self.regs.write(Block::Cq, hr::cq::TAIL, h.cq_tail).map_err(reg_err)?;
-        }
-        Ok(n)
-    }
-
-    fn ready(&self) -> bool {
-        let h = relock(&self.host_state);
-        if !h.done.is_empty() {
-            return true;
-        }
-        let off = u64::from(h.cq_tail) * completion::SIZE as u64 + completion::PHASE.offset as u64;
-        let mut ph = [0u8; 1];
-        self.cq.read(off, &mut ph).is_ok() && (ph[0] & 1 == 1) == h.phase
-    }
-
-    fn posted_entry(&self, k: u64) -> Option<SubmissionEntry> {
-        let slot = k % u64::from(self.slots);
-        let mut raw = [0u8; submission::SIZE];
-        self.sq.read(slot * submission::SIZE as u64, &mut raw).ok()?;
-        SubmissionEntry::decode(&raw).ok()
-    }
-
     fn stop_simulation(&self) {
         self.core.request_stop();
         if let Some(t) = relock(&self.thread).take() {
@@ -451,63 +350,25 @@ impl Engine for SimEngine {
     }
 
     fn post(&self, entries: &[SubmissionEntry]) -> Result<usize, EngineError> {
-        let mut h = relock(&self.host_state);
-        if self.shut.load(Ordering::Acquire) {
-            return Err(EngineError::Shutdown);
-        }
-        let room = u64::from(self.info.ring_depth) - (h.posted - h.consumed);
-        let n = entries.len().min(room as usize);
-        for e in &entries[..n] {
-            let off = u64::from(h.sq_head) * submission::SIZE as u64;
-            self.sq.write(off, &e.encode()).map_err(region_err("submission ring"))?;
-            h.sq_head = (h.sq_head + 1) % self.slots;
-            h.posted += 1;
-        }
-        Ok(n)
+        self.rings.post(entries)
     }
 
     fn ring_doorbell(&self) -> Result<(), EngineError> {
-        let mut h = relock(&self.host_state);
-        if self.shut.load(Ordering::Acquire) {
-            return Err(EngineError::Shutdown);
-        }
-        if h.doorbelled == h.posted {
-            return Ok(());
-        }
-        fence(Ordering::SeqCst);
-        self.regs.write(Block::Sq, hr::sq::HEAD, h.sq_head).map_err(reg_err)?;
-        h.doorbelled = h.posted;
-        Ok(())
+        self.rings.ring_doorbell(&self.regs)
     }
 
     fn poll_completions(&self, out: &mut Vec<CompletionEntry>, max: usize) -> Result<usize, EngineError> {
-        let mut h = relock(&self.host_state);
-        let mut n = 0;
-        while n < max {
-            match h.done.pop_front() {
-                Some(c) => {
-                    out.push(c);
-                    n += 1;
-                }
-                None => break,
-            }
-        }
-        if n < max && !self.shut.load(Ordering::Acquire) {
-            let mut q = VecDeque::new();
-            n += self.reap(&mut h, &mut q, max - n)?;
-            out.extend(q);
-        }
-        Ok(n)
+        self.rings.poll(&self.regs, out, max)
     }
 
     fn wait_completions(&self, timeout: Duration) -> Result<bool, EngineError> {
         let deadline = Instant::now() + timeout;
         loop {
-            if self.shut.load(Ordering::Acquire) {
+            if self.rings.is_shut() {
                 return Err(EngineError::Shutdown);
             }
             let seen = self.core.cq_write_count();
-            if self.ready() {
+            if self.rings.ready() {
                 return Ok(true);
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -520,7 +381,7 @@ impl Engine for SimEngine {
     }
 
     fn link_state(&self) -> LinkState {
-        if self.shut.load(Ordering::Acquire) {
+        if self.rings.is_shut() {
             return LinkState::Down;
         }
         self.regs.link_state().unwrap_or(LinkState::Down)
@@ -529,56 +390,25 @@ impl Engine for SimEngine {
     fn counters(&self) -> CounterSnapshot {
         let mut acc = relock(&self.counters);
         if self.core.is_stopped() {
-            return acc.total;
+            return acc.last();
         }
-        for c in Counter::ALL {
-            if let Ok(v) = self.regs.counter(*c) {
-                let i = *c as usize;
-                acc.total.0[i] += u64::from(v.wrapping_sub(acc.last[i]));
-                acc.last[i] = v;
-            }
-        }
-        acc.total
+        acc.update(&self.regs)
     }
 
     fn shutdown(&self) {
-        let mut h = relock(&self.host_state);
-        if self.shut.swap(true, Ordering::AcqRel) {
+        if !self.rings.mark_shut() {
             return;
         }
         // Counters as they were at the end, for readers after shutdown.
-        drop(h);
         self.counters();
-        h = relock(&self.host_state);
         if let Err(e) = self.regs.set_control(Control::ENABLE | Control::ABORT) {
             tracing::error!("sim: ABORT: {e}");
         }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let mut q = VecDeque::new();
-        while h.consumed < h.doorbelled && Instant::now() < deadline {
-            match self.reap(&mut h, &mut q, usize::MAX) {
-                Ok(0) => {
-                    let seen = self.core.cq_write_count();
-                    self.core.wait_cq_write(seen, Duration::from_millis(5));
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::error!("sim: reading completions at shutdown: {e}");
-                    break;
-                }
-            }
-        }
-        if h.consumed < h.doorbelled {
-            tracing::error!("sim: the engine completed {} of {} entries after ABORT", h.consumed, h.doorbelled);
-        }
-        for k in h.consumed..h.posted {
-            if let Some(e) = self.posted_entry(k) {
-                q.push_back(CompletionEntry { cookie: e.cookie, status: CompletionStatus::Aborted, opcode: e.opcode, sequence: 0 });
-            }
-        }
-        h.consumed = h.posted;
-        h.done.extend(q);
-        drop(h);
+        let core = &self.core;
+        self.rings.drain_after_abort(&self.regs, Duration::from_secs(5), || {
+            let seen = core.cq_write_count();
+            core.wait_cq_write(seen, Duration::from_millis(5));
+        });
         let _ = self.regs.write(Block::Control, hr::control::IRQ_ENABLE, 0);
         let _ = self.regs.set_control(Control::empty());
         if !wait_status(&self.regs, |s| !s.contains(Status::RUNNING), Duration::from_secs(2)).unwrap_or(false) {

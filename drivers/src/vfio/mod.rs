@@ -67,21 +67,21 @@ pub mod dma;
 #[cfg(any(test, feature = "fake-device"))]
 pub mod fake;
 pub mod regs;
+pub mod rings;
 pub mod sys;
 
 use crate::api::{CounterSnapshot, Engine, EngineError, EngineInfo};
 use crate::region::MemRegion;
 use dma::{DmaBacking, DmaBuffer, Iommu};
 use regs::{Bar0, Block, RegError, Registers};
-use std::collections::VecDeque;
+use rings::{wait_status, CounterTotals, HostRings};
 use std::io;
-use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use sys::{EventFd, RawFd, VfioSys};
 use tandem_hsi::entry::{completion, submission};
 use tandem_hsi::regs::{self as hr, Control, Irq, Status};
-use tandem_hsi::{CompletionEntry, CompletionStatus, Counter, LinkState, SubmissionEntry, HSI_VERSION, MAX_PAYLOAD};
+use tandem_hsi::{CompletionEntry, LinkState, SubmissionEntry, HSI_VERSION, MAX_PAYLOAD};
 use vfio_bindings::bindings::vfio as b;
 
 /// How [`Engine::wait_completions`] learns about completions.
@@ -193,42 +193,15 @@ impl Drop for Handle {
     }
 }
 
-/// Host-side ring state.
-#[derive(Debug)]
-struct Host {
-    /// Next submission slot to write.
-    sq_head: u32,
-    /// Entries posted, doorbelled and whose completion slot was consumed, since open.
-    posted: u64,
-    doorbelled: u64,
-    consumed: u64,
-    /// Next completion slot to look at, and the phase that marks it new.
-    cq_tail: u32,
-    phase: bool,
-    /// Completions taken off the ring and not handed out yet (shutdown).
-    done: VecDeque<CompletionEntry>,
-}
-
-/// 32-bit wrapping counter registers extended to 64 bits.
-#[derive(Debug, Default)]
-struct CounterAcc {
-    last: [u32; Counter::COUNT],
-    total: CounterSnapshot,
-}
-
 /// The card, through VFIO. See the module docs.
 #[derive(Debug)]
 pub struct VfioEngine {
-    host_state: Mutex<Host>,
-    shut: AtomicBool,
-    counters: Mutex<CounterAcc>,
+    rings: HostRings,
+    counters: Mutex<CounterTotals>,
     info: EngineInfo,
-    slots: u32,
     irq_mode: IrqMode,
     host: MemRegion,
     window: MemRegion,
-    sq: MemRegion,
-    cq: MemRegion,
     buffers: Vec<Arc<DmaBuffer>>,
     irq: Option<EventFd>,
     regs: Registers,
@@ -408,31 +381,18 @@ impl VfioEngine {
             let _ = regs.set_control(Control::ABORT);
             return Err(EngineError::Backend(format!("{addr}: the engine did not start (STATUS {:?})", regs.status())));
         }
-        let counters = Mutex::new(CounterAcc::default());
         let engine = VfioEngine {
-            host_state: Mutex::new(Host {
-                sq_head: 0,
-                posted: 0,
-                doorbelled: 0,
-                consumed: 0,
-                cq_tail: 0,
-                phase: true,
-                done: VecDeque::new(),
-            }),
-            shut: AtomicBool::new(false),
-            counters,
+            rings: HostRings::new(Arc::new(sq), Arc::new(cq), slots, config.ring_depth, format!("vfio: {addr}")),
+            counters: Mutex::new(CounterTotals::default()),
             info: EngineInfo {
                 backend: "vfio",
                 hsi_version: found,
                 max_payload: card_max.min(MAX_PAYLOAD as u32),
                 ring_depth: config.ring_depth,
             },
-            slots,
             irq_mode: config.irq,
             host,
             window,
-            sq,
-            cq,
             buffers: vec![host_b, window_b, sq_b, cq_b],
             irq,
             regs,
@@ -454,72 +414,6 @@ impl VfioEngine {
     pub fn registers(&self) -> &Registers {
         &self.regs
     }
-
-    /// Takes new completions off the ring into `out` (at most `max`); returns how many
-    /// and writes the completion ring `TAIL` when it took any.
-    fn reap(&self, h: &mut Host, out: &mut VecDeque<CompletionEntry>, max: usize) -> Result<usize, EngineError> {
-        let mut n = 0;
-        while n < max {
-            let off = u64::from(h.cq_tail) * completion::SIZE as u64;
-            let mut ph = [0u8; 1];
-            self.cq.read(off + completion::PHASE.offset as u64, &mut ph).map_err(|e| EngineError::Backend(e.to_string()))?;
-            if (ph[0] & 1 == 1) != h.phase {
-                break;
-            }
-            // The phase byte is written last: the rest of the entry is there.
-            fence(Ordering::Acquire);
-            let mut raw = [0u8; completion::SIZE];
-            self.cq.read(off, &mut raw).map_err(|e| EngineError::Backend(e.to_string()))?;
-            let (c, _) =
-                CompletionEntry::decode(&raw).map_err(|e| EngineError::Backend(format!("completion ring slot {}: {e}", h.cq_tail)))?;
-            out.push_back(c);
-            h.cq_tail = (h.cq_tail + 1) % self.slots;
-            if h.cq_tail == 0 {
-                h.phase = !h.phase;
-            }
-            h.consumed += 1;
-            n += 1;
-        }
-        if n > 0 {
-            self.regs.write(Block::Cq, hr::cq::TAIL, h.cq_tail).map_err(reg_err(""))?;
-        }
-        Ok(n)
-    }
-
-    /// True when a completion is waiting (on the ring or taken off it at shutdown).
-    fn ready(&self) -> bool {
-        let h = relock(&self.host_state);
-        if !h.done.is_empty() {
-            return true;
-        }
-        let off = u64::from(h.cq_tail) * completion::SIZE as u64 + completion::PHASE.offset as u64;
-        let mut ph = [0u8; 1];
-        self.cq.read(off, &mut ph).is_ok() && (ph[0] & 1 == 1) == h.phase
-    }
-
-    /// The submission entry in slot `k % slots` (for completing unsent entries Aborted).
-    fn posted_entry(&self, k: u64) -> Option<SubmissionEntry> {
-        let slot = k % u64::from(self.slots);
-        let mut raw = [0u8; submission::SIZE];
-        self.sq.read(slot * submission::SIZE as u64, &mut raw).ok()?;
-        SubmissionEntry::decode(&raw).ok()
-    }
-}
-
-/// Polls STATUS until `pred` holds (Some(true)), `timeout` passes (Some(false)) or the
-/// register cannot be read (None).
-fn wait_status(regs: &Registers, pred: impl Fn(Status) -> bool, timeout: Duration) -> Option<bool> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let s = regs.status().ok()?;
-        if pred(s) {
-            return Some(true);
-        }
-        if Instant::now() >= deadline {
-            return Some(false);
-        }
-        std::thread::sleep(Duration::from_micros(200));
-    }
 }
 
 impl Engine for VfioEngine {
@@ -536,61 +430,22 @@ impl Engine for VfioEngine {
     }
 
     fn post(&self, entries: &[SubmissionEntry]) -> Result<usize, EngineError> {
-        let mut h = relock(&self.host_state);
-        if self.shut.load(Ordering::Acquire) {
-            return Err(EngineError::Shutdown);
-        }
-        let room = u64::from(self.info.ring_depth) - (h.posted - h.consumed);
-        let n = entries.len().min(room as usize);
-        for e in &entries[..n] {
-            let off = u64::from(h.sq_head) * submission::SIZE as u64;
-            self.sq.write(off, &e.encode()).map_err(|e| EngineError::Backend(format!("submission ring: {e}")))?;
-            h.sq_head = (h.sq_head + 1) % self.slots;
-            h.posted += 1;
-        }
-        Ok(n)
+        self.rings.post(entries)
     }
 
     fn ring_doorbell(&self) -> Result<(), EngineError> {
-        let mut h = relock(&self.host_state);
-        if self.shut.load(Ordering::Acquire) {
-            return Err(EngineError::Shutdown);
-        }
-        if h.doorbelled == h.posted {
-            return Ok(());
-        }
-        // Entries are in ring memory before the device can see the new HEAD.
-        fence(Ordering::SeqCst);
-        self.regs.write(Block::Sq, hr::sq::HEAD, h.sq_head).map_err(reg_err(""))?;
-        h.doorbelled = h.posted;
-        Ok(())
+        self.rings.ring_doorbell(&self.regs)
     }
 
     fn poll_completions(&self, out: &mut Vec<CompletionEntry>, max: usize) -> Result<usize, EngineError> {
-        let mut h = relock(&self.host_state);
-        let mut n = 0;
-        while n < max {
-            match h.done.pop_front() {
-                Some(c) => {
-                    out.push(c);
-                    n += 1;
-                }
-                None => break,
-            }
-        }
-        if n < max && !self.shut.load(Ordering::Acquire) {
-            let mut q = VecDeque::new();
-            n += self.reap(&mut h, &mut q, max - n)?;
-            out.extend(q);
-        }
-        Ok(n)
+        self.rings.poll(&self.regs, out, max)
     }
 
     fn wait_completions(&self, timeout: Duration) -> Result<bool, EngineError> {
-        if self.shut.load(Ordering::Acquire) {
+        if self.rings.is_shut() {
             return Err(EngineError::Shutdown);
         }
-        if self.ready() {
+        if self.rings.ready() {
             return Ok(true);
         }
         let deadline = Instant::now() + timeout;
@@ -600,10 +455,10 @@ impl Engine for VfioEngine {
                 // raises a new interrupt (MSI-X is edge-triggered).
                 self.regs.ack_irq(Irq::COMPLETION).map_err(reg_err(""))?;
                 loop {
-                    if self.ready() {
+                    if self.rings.ready() {
                         return Ok(true);
                     }
-                    if self.shut.load(Ordering::Acquire) {
+                    if self.rings.is_shut() {
                         return Err(EngineError::Shutdown);
                     }
                     let left = deadline.saturating_duration_since(Instant::now());
@@ -619,10 +474,10 @@ impl Engine for VfioEngine {
             _ => {
                 let spin_until = Instant::now() + Duration::from_micros(20);
                 loop {
-                    if self.ready() {
+                    if self.rings.ready() {
                         return Ok(true);
                     }
-                    if self.shut.load(Ordering::Acquire) {
+                    if self.rings.is_shut() {
                         return Err(EngineError::Shutdown);
                     }
                     let now = Instant::now();
@@ -640,57 +495,26 @@ impl Engine for VfioEngine {
     }
 
     fn link_state(&self) -> LinkState {
-        if self.shut.load(Ordering::Acquire) {
+        if self.rings.is_shut() {
             return LinkState::Down;
         }
         self.regs.link_state().unwrap_or(LinkState::Down)
     }
 
     fn counters(&self) -> CounterSnapshot {
-        let mut acc = relock(&self.counters);
-        for c in Counter::ALL {
-            if let Ok(v) = self.regs.counter(*c) {
-                let i = *c as usize;
-                acc.total.0[i] += u64::from(v.wrapping_sub(acc.last[i]));
-                acc.last[i] = v;
-            }
-        }
-        acc.total
+        relock(&self.counters).update(&self.regs)
     }
 
     fn shutdown(&self) {
-        let mut h = relock(&self.host_state);
-        if self.shut.swap(true, Ordering::AcqRel) {
+        if !self.rings.mark_shut() {
             return;
         }
-        // The card completes everything it fetched, and everything doorbelled, Aborted.
+        // The card completes everything it fetched, and everything doorbelled, Aborted;
+        // what it never completed (never doorbelled, or lost) completes here.
         if let Err(e) = self.regs.set_control(Control::ABORT) {
             tracing::error!("vfio: ABORT: {e}");
         }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let mut q = VecDeque::new();
-        while h.consumed < h.doorbelled && Instant::now() < deadline {
-            match self.reap(&mut h, &mut q, usize::MAX) {
-                Ok(0) => std::thread::sleep(Duration::from_micros(200)),
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::error!("vfio: reading completions at shutdown: {e}");
-                    break;
-                }
-            }
-        }
-        if h.consumed < h.doorbelled {
-            tracing::error!("vfio: the card completed {} of {} entries after ABORT", h.consumed, h.doorbelled);
-        }
-        // What the card never completed (never doorbelled, or lost), completes here.
-        for k in h.consumed..h.posted {
-            if let Some(e) = self.posted_entry(k) {
-                q.push_back(CompletionEntry { cookie: e.cookie, status: CompletionStatus::Aborted, opcode: e.opcode, sequence: 0 });
-            }
-        }
-        h.consumed = h.posted;
-        h.done.extend(q);
-        drop(h);
+        self.rings.drain_after_abort(&self.regs, Duration::from_secs(5), || std::thread::sleep(Duration::from_micros(200)));
         if !wait_status(&self.regs, |s| !s.contains(Status::RUNNING), Duration::from_secs(2)).unwrap_or(false) {
             tracing::error!("vfio: the card still reports RUNNING after ABORT");
         }

@@ -5,7 +5,7 @@
 use super::fake::{FakeAnswers, FakeLink, FakeVfio};
 use super::*;
 use crate::soft::{SoftConfig, SoftEngine};
-use tandem_hsi::Opcode;
+use tandem_hsi::{CompletionStatus, Counter, Opcode};
 
 const LEN: u64 = 1 << 20;
 
