@@ -17,14 +17,19 @@ pub const AXI_BOUNDARY: u64 = 4096;
 ///
 /// Read: a command (`rd_cmd_*`, byte address and byte count, count >= 1) becomes INCR
 /// bursts on AR; the R beats are realigned so that the first byte leaves in lane 0 of
-/// the `m_rd_*` stream, exactly `len` bytes, `tlast` on the final beat. Write: a command
-/// (`wr_cmd_*`) takes exactly `len` bytes from the `s_wr_*` stream (byte 0 in lane 0,
-/// `tkeep`/`tlast` not looked at) and writes them with byte strobes at the address;
-/// `wr_done` pulses once every burst of the command has its B response. One command per
-/// channel is in progress at a time. Bursts are at most `max_burst` beats (the
-/// `MAX_BURST` register; 0 counts as 1, anything above 256 as 256) and never cross a
-/// 4 KiB boundary. Every channel honours back-pressure. A non-OKAY RRESP or BRESP sets
-/// `error` (sticky until `clear_error`); the data moves on regardless.
+/// the `m_rd_*` stream, exactly `len` bytes, `tlast` on the final beat. Two read
+/// commands may be in progress: the next is taken as soon as every burst of the one
+/// before is requested, so its read latency passes while the earlier data still flows
+/// (the data comes back in command order). Write: a command (`wr_cmd_*`) takes exactly
+/// `len` bytes from the `s_wr_*` stream (byte 0 in lane 0, `tkeep`/`tlast` not looked
+/// at) and writes them with byte strobes at the address; writes are posted: the next
+/// command is taken once every beat of the one before is formed, without waiting for
+/// its B responses (at most two commands wait for them), and `wr_done` pulses, with the
+/// command's `wr_cmd_tag`, once every burst of a command has its B response, in command
+/// order. Bursts are at most `max_burst` beats (the `MAX_BURST` register; 0 counts as 1,
+/// anything above 256 as 256) and never cross a 4 KiB boundary. Every channel honours
+/// back-pressure. A non-OKAY RRESP or BRESP sets `error` (sticky until `clear_error`);
+/// the data moves on regardless.
 #[derive(LogicBlock)]
 pub struct AxiDma<const W: usize, const K: usize> {
     /// Core clock.
@@ -61,14 +66,21 @@ pub struct AxiDma<const W: usize, const K: usize> {
     pub wr_cmd_addr: Signal<In, DmaAddr>,
     /// Write command: byte count (at least 1).
     pub wr_cmd_len: Signal<In, DmaLen>,
+    /// Write command: a tag returned with its `wr_done`.
+    pub wr_cmd_tag: Signal<In, Bit>,
     /// Write data (sink), first byte in lane 0.
     pub s_wr_tdata: Signal<In, Bits<W>>,
     /// Write data valid.
     pub s_wr_tvalid: Signal<In, Bit>,
     /// Write data ready.
     pub s_wr_tready: Signal<Out, Bit>,
-    /// One-cycle pulse: the write command's last B response arrived.
+    /// One-cycle pulse: a write command's last B response arrived (commands finish in
+    /// the order they were taken).
     pub wr_done: Signal<Out, Bit>,
+    /// The finished command's `wr_cmd_tag`, with `wr_done`.
+    pub wr_done_tag: Signal<Out, Bit>,
+    /// A write command's data is being taken (low again in the cycle its data ends).
+    pub wr_active: Signal<Out, Bit>,
     /// AXI4 write address.
     pub m_axi_awaddr: Signal<Out, DmaAddr>,
     /// AXI4 write burst length minus one.
@@ -146,6 +158,11 @@ pub struct AxiDma<const W: usize, const K: usize> {
     rd_joined: Signal<Local, Bits<W>>,
     rd_last_keep: Signal<Local, Bits<K>>,
     rd_cmd_off: Signal<Local, Bits<16>>,
+    rd_cmd_in: Signal<Local, Bits<32>>,
+    rq_valid: DFF<Bit>,
+    rq_off: DFF<Bits<16>>,
+    rq_len: DFF<Bits<32>>,
+    rq_in: DFF<Bits<32>>,
     // Write channel.
     wr_busy: DFF<Bit>,
     wr_off: DFF<Bits<16>>,
@@ -166,7 +183,16 @@ pub struct AxiDma<const W: usize, const K: usize> {
     pend_valid: DFF<Bit>,
     pend_len: DFF<Bits<32>>,
     burst_left: DFF<Bits<32>>,
-    b_out: DFF<Bits<16>>,
+    b_issued: DFF<Bits<16>>,
+    b_recv: DFF<Bits<16>>,
+    d0_valid: DFF<Bit>,
+    d0_at: DFF<Bits<16>>,
+    d0_tag: DFF<Bit>,
+    d1_valid: DFF<Bit>,
+    d1_at: DFF<Bits<16>>,
+    d1_tag: DFF<Bit>,
+    d_pop: Signal<Local, Bit>,
+    data_end: Signal<Local, Bit>,
     w_data: DFF<Bits<W>>,
     w_strb: DFF<Bits<K>>,
     w_last: DFF<Bit>,
@@ -182,6 +208,8 @@ pub struct AxiDma<const W: usize, const K: usize> {
     wr_cmd_off: Signal<Local, Bits<16>>,
     wr_cmd_end: Signal<Local, Bits<16>>,
     done: DFF<Bit>,
+    done_tag: DFF<Bit>,
+    wr_tag: DFF<Bit>,
     // Constants.
     lanes: Constant<Bits<16>>,
     lane_mask64: Constant<DmaAddr>,
@@ -226,7 +254,10 @@ impl<const W: usize, const K: usize> AxiDma<W, K> {
             s_wr_tdata: Default::default(),
             s_wr_tvalid: Default::default(),
             s_wr_tready: Default::default(),
+            wr_cmd_tag: Default::default(),
             wr_done: Default::default(),
+            wr_done_tag: Default::default(),
+            wr_active: Default::default(),
             m_axi_awaddr: Default::default(),
             m_axi_awlen: Default::default(),
             m_axi_awsize: Default::default(),
@@ -277,6 +308,11 @@ impl<const W: usize, const K: usize> AxiDma<W, K> {
             rd_joined: Default::default(),
             rd_last_keep: Default::default(),
             rd_cmd_off: Default::default(),
+            rd_cmd_in: Default::default(),
+            rq_valid: Default::default(),
+            rq_off: Default::default(),
+            rq_len: Default::default(),
+            rq_in: Default::default(),
             wr_busy: Default::default(),
             wr_off: Default::default(),
             wr_in_left: Default::default(),
@@ -296,7 +332,16 @@ impl<const W: usize, const K: usize> AxiDma<W, K> {
             pend_valid: Default::default(),
             pend_len: Default::default(),
             burst_left: Default::default(),
-            b_out: Default::default(),
+            b_issued: Default::default(),
+            b_recv: Default::default(),
+            d0_valid: Default::default(),
+            d0_at: Default::default(),
+            d0_tag: Default::default(),
+            d1_valid: Default::default(),
+            d1_at: Default::default(),
+            d1_tag: Default::default(),
+            d_pop: Default::default(),
+            data_end: Default::default(),
             w_data: Default::default(),
             w_strb: Default::default(),
             w_last: Default::default(),
@@ -312,6 +357,8 @@ impl<const W: usize, const K: usize> AxiDma<W, K> {
             wr_cmd_off: Default::default(),
             wr_cmd_end: Default::default(),
             done: Default::default(),
+            done_tag: Default::default(),
+            wr_tag: Default::default(),
             lanes: Constant::new((K as u64).into()),
             lane_mask64: Constant::new((K as u64 - 1).into()),
             lane_bits: Constant::new(lane_bits.into()),
@@ -347,6 +394,10 @@ impl<const W: usize, const K: usize> Logic for AxiDma<W, K> {
             rd_out_keep,
             rd_out_last,
             rd_out_valid,
+            rq_valid,
+            rq_off,
+            rq_len,
+            rq_in,
             wr_busy,
             wr_off,
             wr_in_left,
@@ -363,12 +414,21 @@ impl<const W: usize, const K: usize> Logic for AxiDma<W, K> {
             pend_valid,
             pend_len,
             burst_left,
-            b_out,
+            b_issued,
+            b_recv,
+            d0_valid,
+            d0_at,
+            d0_tag,
+            d1_valid,
+            d1_at,
+            d1_tag,
             w_data,
             w_strb,
             w_last,
             w_valid,
-            done
+            done,
+            done_tag,
+            wr_tag
         );
         // Burst limit from MAX_BURST, clamped to 1..=256.
         self.mb.next = self.max_burst.val();
@@ -462,19 +522,38 @@ impl<const W: usize, const K: usize> Logic for AxiDma<W, K> {
             self.rd_busy.d.next = false;
             self.rd_left.d.next = 0.into();
         }
-        self.rd_cmd_ready.next = !self.rd_busy.q.val();
+        // A command is taken when the AR side has issued every burst of the one before
+        // and the R side has room: it starts at once when the R side is idle, else it
+        // waits in `rq` (its bursts are already requested) and starts after that one.
+        self.rd_cmd_ready.next = (self.ar_left.q.val() == 0) & !self.rq_valid.q.val();
         self.rd_cmd_off.next = bit_cast::<16, 64>(self.rd_cmd_addr.val() & self.lane_mask64.val());
-        if self.rd_cmd_valid.val() & !self.rd_busy.q.val() {
+        self.rd_cmd_in.next =
+            (self.rd_cmd_len.val() + bit_cast::<32, 16>(self.rd_cmd_off.val() + self.lanes.val() - 1)) >> self.lane_bits.val();
+        if !self.rd_busy.q.val() & self.rq_valid.q.val() {
             self.rd_busy.d.next = true;
-            self.rd_off.d.next = self.rd_cmd_off.val();
-            self.rd_left.d.next = self.rd_cmd_len.val();
+            self.rd_off.d.next = self.rq_off.q.val();
+            self.rd_left.d.next = self.rq_len.q.val();
             self.rd_first.d.next = true;
             self.rd_flush.d.next = false;
-            self.rd_in_left.d.next =
-                (self.rd_cmd_len.val() + bit_cast::<32, 16>(self.rd_cmd_off.val() + self.lanes.val() - 1)) >> self.lane_bits.val();
-            self.ar_left.d.next =
-                (self.rd_cmd_len.val() + bit_cast::<32, 16>(self.rd_cmd_off.val() + self.lanes.val() - 1)) >> self.lane_bits.val();
+            self.rd_in_left.d.next = self.rq_in.q.val();
+            self.rq_valid.d.next = false;
+        }
+        if self.rd_cmd_valid.val() & self.rd_cmd_ready.val() {
+            self.ar_left.d.next = self.rd_cmd_in.val();
             self.ar_addr.d.next = self.rd_cmd_addr.val() & !self.lane_mask64.val();
+            if self.rd_busy.q.val() {
+                self.rq_valid.d.next = true;
+                self.rq_off.d.next = self.rd_cmd_off.val();
+                self.rq_len.d.next = self.rd_cmd_len.val();
+                self.rq_in.d.next = self.rd_cmd_in.val();
+            } else {
+                self.rd_busy.d.next = true;
+                self.rd_off.d.next = self.rd_cmd_off.val();
+                self.rd_left.d.next = self.rd_cmd_len.val();
+                self.rd_first.d.next = true;
+                self.rd_flush.d.next = false;
+                self.rd_in_left.d.next = self.rd_cmd_in.val();
+            }
         }
         // --------------------------------------------------------------- write
         self.m_axi_awaddr.next = self.aw_out_addr.q.val();
@@ -508,11 +587,11 @@ impl<const W: usize, const K: usize> Logic for AxiDma<W, K> {
             self.pend_len.d.next = self.aw_n.val();
         }
         self.b_fire.next = self.m_axi_bvalid.val();
-        if self.aw_load.val() & !self.b_fire.val() {
-            self.b_out.d.next = self.b_out.q.val() + 1;
+        if self.aw_load.val() {
+            self.b_issued.d.next = self.b_issued.q.val() + 1;
         }
-        if !self.aw_load.val() & self.b_fire.val() {
-            self.b_out.d.next = self.b_out.q.val() - 1;
+        if self.b_fire.val() {
+            self.b_recv.d.next = self.b_recv.q.val() + 1;
         }
         if self.b_fire.val() & (self.m_axi_bresp.val() != 0) {
             self.err.d.next = true;
@@ -573,26 +652,46 @@ impl<const W: usize, const K: usize> Logic for AxiDma<W, K> {
             self.burst_left.d.next = self.pend_len.q.val();
             self.pend_valid.d.next = false;
         }
+        // Posted writes: a command's data is done once every burst is requested and every
+        // beat formed; the next command may start then. Its B responses are counted in
+        // `d0`/`d1` (the burst count it must reach, in order) and `wr_done` follows.
         self.wr_done.next = self.done.q.val();
-        self.done.d.next = false;
-        if self.wr_busy.q.val()
-            & (self.aw_left.q.val() == 0)
-            & !self.aw_valid.q.val()
-            & !self.pend_valid.q.val()
-            & (self.wr_out_left.q.val() == 0)
-            & !self.w_valid.q.val()
-            & (self.b_out.q.val() == 0)
-        {
-            self.wr_busy.d.next = false;
-            self.done.d.next = true;
+        self.wr_done_tag.next = self.done_tag.q.val();
+        self.data_end.next =
+            self.wr_busy.q.val() & (self.aw_left.q.val() == 0) & !self.pend_valid.q.val() & (self.wr_out_left.q.val() == 0);
+        self.d_pop.next = self.d0_valid.q.val() & (self.b_recv.q.val() == self.d0_at.q.val());
+        self.done.d.next = self.d_pop.val();
+        self.done_tag.d.next = self.d0_tag.q.val();
+        if self.d_pop.val() {
+            self.d0_valid.d.next = self.d1_valid.q.val();
+            self.d0_at.d.next = self.d1_at.q.val();
+            self.d0_tag.d.next = self.d1_tag.q.val();
+            self.d1_valid.d.next = false;
         }
-        self.wr_cmd_ready.next = !self.wr_busy.q.val() & !self.done.q.val();
+        if self.data_end.val() {
+            self.wr_busy.d.next = false;
+            if self.d1_valid.q.val() | (self.d0_valid.q.val() & !self.d_pop.val()) {
+                self.d1_valid.d.next = true;
+                self.d1_at.d.next = self.b_issued.q.val();
+                self.d1_tag.d.next = self.wr_tag.q.val();
+            } else {
+                self.d0_valid.d.next = true;
+                self.d0_at.d.next = self.b_issued.q.val();
+                self.d0_tag.d.next = self.wr_tag.q.val();
+            }
+        }
+        // The next command may be taken in the cycle the current one's data ends, when
+        // a slot is left for its own B count.
+        self.wr_cmd_ready.next =
+            !self.d1_valid.q.val() & (!self.wr_busy.q.val() | (self.data_end.val() & (!self.d0_valid.q.val() | self.d_pop.val())));
+        self.wr_active.next = self.wr_busy.q.val() & !self.data_end.val();
         self.wr_cmd_off.next = bit_cast::<16, 64>(self.wr_cmd_addr.val() & self.lane_mask64.val());
         self.wr_cmd_end.next = bit_cast::<16, 32>(
             (self.wr_cmd_len.val() + bit_cast::<32, 16>(self.wr_cmd_off.val())) & bit_cast::<32, 64>(self.lane_mask64.val()),
         );
         if self.wr_cmd_valid.val() & self.wr_cmd_ready.val() {
             self.wr_busy.d.next = true;
+            self.wr_tag.d.next = self.wr_cmd_tag.val();
             self.wr_off.d.next = self.wr_cmd_off.val();
             self.wr_in_left.d.next = self.wr_cmd_len.val();
             self.wr_out_left.d.next =

@@ -148,6 +148,9 @@ pub struct EngineTop<const W: usize, const K: usize, const A: usize> {
     tx: TxEngine<W, K>,
     rx: RxEngine<W, K, A>,
     owner: DFF<WriteOwner>,
+    granted: DFF<Bit>,
+    wr_free: Signal<Local, Bit>,
+    pick: Signal<Local, WriteOwner>,
     us_count: DFF<Bits<32>>,
     us_tick: DFF<Bit>,
     free_run: DFF<Bits<64>>,
@@ -239,6 +242,9 @@ impl<const W: usize, const K: usize, const A: usize> EngineTop<W, K, A> {
             tx: Default::default(),
             rx: Default::default(),
             owner: Default::default(),
+            granted: Default::default(),
+            wr_free: Default::default(),
+            pick: Default::default(),
             us_count: Default::default(),
             us_tick: Default::default(),
             free_run: Default::default(),
@@ -319,7 +325,7 @@ impl<const W: usize, const K: usize, const A: usize> EngineTop<W, K, A> {
 impl<const W: usize, const K: usize, const A: usize> Logic for EngineTop<W, K, A> {
     #[hdl_gen]
     fn update(&mut self) {
-        dff_setup!(self, clock, owner, us_count, us_tick, free_run);
+        dff_setup!(self, clock, owner, granted, us_count, us_tick, free_run);
         clock!(self, clock, regs, dma, framer, deframer, tx, rx);
         // Ports.
         self.regs.s_axil_awaddr.next = self.s_axil_awaddr.val();
@@ -463,49 +469,60 @@ impl<const W: usize, const K: usize, const A: usize> Logic for EngineTop<W, K, A
         self.tx.s_rd_tlast.next = self.dma.m_rd_tlast.val();
         self.tx.s_rd_tvalid.next = self.dma.m_rd_tvalid.val();
         self.dma.m_rd_tready.next = self.tx.s_rd_tready.val();
-        // DMA write channel: granted per command.
+        // DMA write channel: granted per command (window writes first); the grant ends
+        // when the command's data is in (`wr_active` falls after it was taken), and each
+        // side's B responses come back by tag (0: receiving side, 1: sending side).
         self.dma.wr_cmd_valid.next = false;
         self.dma.wr_cmd_addr.next = self.rx.wr_cmd_addr.val();
         self.dma.wr_cmd_len.next = self.rx.wr_cmd_len.val();
+        self.dma.wr_cmd_tag.next = false;
         self.dma.s_wr_tdata.next = self.rx.m_wr_tdata.val();
         self.dma.s_wr_tvalid.next = false;
         self.rx.wr_cmd_ready.next = false;
         self.rx.m_wr_tready.next = false;
-        self.rx.wr_done.next = false;
         self.tx.wr_cmd_ready.next = false;
         self.tx.m_wr_tready.next = false;
-        self.tx.wr_done.next = false;
-        match self.owner.q.val() {
-            WriteOwner::Free => {
-                if self.rx.wr_cmd_valid.val() {
-                    self.owner.d.next = WriteOwner::Rx;
-                } else if self.tx.wr_cmd_valid.val() {
-                    self.owner.d.next = WriteOwner::Tx;
-                }
+        self.rx.wr_done.next = self.dma.wr_done.val() & !self.dma.wr_done_tag.val();
+        self.tx.wr_done.next = self.dma.wr_done.val() & self.dma.wr_done_tag.val();
+        // Each side keeps the channel for its command's data; when that ends (or while
+        // nobody holds it), the receiving side's window writes go first unless the
+        // sending side was already waiting behind a receiving-side command.
+        if self.granted.q.val() & !self.dma.wr_active.val() {
+            self.owner.d.next = WriteOwner::Free;
+            self.granted.d.next = false;
+        }
+        self.wr_free.next = (self.owner.q.val() == WriteOwner::Free) | (self.granted.q.val() & !self.dma.wr_active.val());
+        self.pick.next = self.owner.q.val();
+        if self.wr_free.val() {
+            self.pick.next = WriteOwner::Free;
+            if self.tx.wr_cmd_valid.val() & (!self.rx.wr_cmd_valid.val() | (self.owner.q.val() == WriteOwner::Rx)) {
+                self.pick.next = WriteOwner::Tx;
+            } else if self.rx.wr_cmd_valid.val() {
+                self.pick.next = WriteOwner::Rx;
             }
+        }
+        match self.pick.val() {
+            WriteOwner::Free => {}
             WriteOwner::Rx => {
-                self.dma.wr_cmd_valid.next = self.rx.wr_cmd_valid.val();
-                self.rx.wr_cmd_ready.next = self.dma.wr_cmd_ready.val();
+                self.dma.wr_cmd_valid.next = self.rx.wr_cmd_valid.val() & self.wr_free.val();
+                self.rx.wr_cmd_ready.next = self.dma.wr_cmd_ready.val() & self.wr_free.val();
                 self.dma.s_wr_tvalid.next = self.rx.m_wr_tvalid.val();
                 self.rx.m_wr_tready.next = self.dma.s_wr_tready.val();
-                self.rx.wr_done.next = self.dma.wr_done.val();
-                if self.dma.wr_done.val() {
-                    self.owner.d.next = WriteOwner::Free;
-                }
             }
             _ => {
-                self.dma.wr_cmd_valid.next = self.tx.wr_cmd_valid.val();
+                self.dma.wr_cmd_valid.next = self.tx.wr_cmd_valid.val() & self.wr_free.val();
                 self.dma.wr_cmd_addr.next = self.tx.wr_cmd_addr.val();
                 self.dma.wr_cmd_len.next = self.tx.wr_cmd_len.val();
+                self.dma.wr_cmd_tag.next = true;
                 self.dma.s_wr_tdata.next = self.tx.m_wr_tdata.val();
-                self.tx.wr_cmd_ready.next = self.dma.wr_cmd_ready.val();
+                self.tx.wr_cmd_ready.next = self.dma.wr_cmd_ready.val() & self.wr_free.val();
                 self.dma.s_wr_tvalid.next = self.tx.m_wr_tvalid.val();
                 self.tx.m_wr_tready.next = self.dma.s_wr_tready.val();
-                self.tx.wr_done.next = self.dma.wr_done.val();
-                if self.dma.wr_done.val() {
-                    self.owner.d.next = WriteOwner::Free;
-                }
             }
+        }
+        if self.dma.wr_cmd_valid.val() & self.dma.wr_cmd_ready.val() {
+            self.owner.d.next = self.pick.val();
+            self.granted.d.next = true;
         }
         // Counters: one increment bit per tandem_hsi::regs::Counter.
         self.count_inc.next = 0.into();

@@ -6,23 +6,22 @@ use crate::hsi_consts::*;
 use rust_hdl::prelude::*;
 use tandem_hsi::codes::{FrameType, NackReason};
 
-/// Phases of [`RxEngine`].
+/// Phases of the window writer of [`RxEngine`].
 #[derive(Copy, Clone, PartialEq, Eq, Debug, LogicState)]
 pub enum RxPhase {
-    /// Taking payload beats into the buffer and frame verdicts.
-    Recv,
-    /// Window write command.
-    WrCmd,
+    /// Waiting for a full buffer; its write command is offered.
+    Idle,
     /// Buffer words to the DMA write stream.
     WrData,
-    /// Waiting for the write responses.
-    WrWait,
 }
 
 /// The receiving half of the engine.
 ///
-/// Each frame's payload goes into a buffer of `2^A` words (`MAX_PAYLOAD` bytes) while
-/// the deframer checks it; only when the verdict is good is anything written. Frame
+/// Each frame's payload goes into one of two buffers of `2^A` words (`MAX_PAYLOAD` bytes
+/// each) while the deframer checks it; only when the verdict is good is anything
+/// written. The buffers alternate: while one frame is DMA-written to the window the next
+/// is received into the other buffer, and the writes are posted (the next starts before
+/// the previous one's B responses). Frame
 /// handling follows the HSI link protocol: a heartbeat from a new session sets the next
 /// expected sequence (its `SEQUENCE`, at least 1) and asks for an ACK; a data frame
 /// before any heartbeat is NACKed NotSynced once; a duplicate (below the expected
@@ -31,7 +30,9 @@ pub enum RxPhase {
 /// NACKed Crc); the expected frame outside `[0, WINDOW_SIZE)` is NACKed Bounds with its
 /// own sequence and not consumed; otherwise its payload is DMA-written at
 /// `WINDOW_BASE + WINDOW_OFFSET` (nothing for a barrier), and once the write responses
-/// are in the expected sequence moves on and a cumulative ACK is due. ACK and NACK
+/// are in the frame counts as received and a cumulative ACK is due (frames are accepted
+/// in sequence order, so the ACK moves on in that order). A heartbeat that opens a
+/// session and a barrier wait until every accepted frame is written. ACK and NACK
 /// frames are passed to the sending side. A header or length error counts and drops
 /// the stream's sync. Control frames leave through the sending side's framer
 /// (`ctl_*`); a pending NACK goes before the ACK.
@@ -83,7 +84,7 @@ pub struct RxEngine<const W: usize, const K: usize, const A: usize> {
     pub m_wr_tvalid: Signal<Out, Bit>,
     /// DMA write ready.
     pub m_wr_tready: Signal<In, Bit>,
-    /// DMA write finished.
+    /// DMA write finished (one pulse per write command, in order).
     pub wr_done: Signal<In, Bit>,
     /// To the sending side: an ACK arrived.
     pub rx_ack: Signal<Out, Bit>,
@@ -127,12 +128,28 @@ pub struct RxEngine<const W: usize, const K: usize, const A: usize> {
     pub inc_hdr_err: Signal<Out, Bit>,
     /// Pulse: a heartbeat arrived.
     pub inc_hb_rx: Signal<Out, Bit>,
-    frame_buf: RAM<Bits<W>, A>,
+    buf0: RAM<Bits<W>, A>,
+    buf1: RAM<Bits<W>, A>,
     phase: DFF<RxPhase>,
     wptr: DFF<Bits<A>>,
     rptr: DFF<Bits<32>>,
-    words: DFF<Bits<32>>,
+    wb: DFF<Bit>,
+    rb: DFF<Bit>,
+    full0: DFF<Bit>,
+    full1: DFF<Bit>,
+    addr0: DFF<DmaAddr>,
+    addr1: DFF<DmaAddr>,
+    len0: DFF<DmaLen>,
+    len1: DFF<DmaLen>,
+    words0: DFF<Bits<32>>,
+    words1: DFF<Bits<32>>,
+    wfull: Signal<Local, Bit>,
+    rfull: Signal<Local, Bit>,
+    rwords: Signal<Local, Bits<32>>,
+    quiet: Signal<Local, Bit>,
+    must_wait: Signal<Local, Bit>,
     exp: DFF<Bits<64>>,
+    cexp: DFF<Bits<64>>,
     sess: DFF<Bits<64>>,
     have_sess: DFF<Bit>,
     synced: DFF<Bit>,
@@ -142,8 +159,6 @@ pub struct RxEngine<const W: usize, const K: usize, const A: usize> {
     nack_pending: DFF<Bit>,
     nack_reason: DFF<Bits<8>>,
     nack_seq: DFF<Bits<64>>,
-    w_addr: DFF<DmaAddr>,
-    w_len: DFF<DmaLen>,
     take: Signal<Local, Bit>,
     next_rptr: Signal<Local, Bits<32>>,
     base: Signal<Local, Bits<64>>,
@@ -216,12 +231,28 @@ impl<const W: usize, const K: usize, const A: usize> RxEngine<W, K, A> {
             inc_dup: Default::default(),
             inc_hdr_err: Default::default(),
             inc_hb_rx: Default::default(),
-            frame_buf: Default::default(),
+            buf0: Default::default(),
+            buf1: Default::default(),
             phase: Default::default(),
             wptr: Default::default(),
             rptr: Default::default(),
-            words: Default::default(),
+            wb: Default::default(),
+            rb: Default::default(),
+            full0: Default::default(),
+            full1: Default::default(),
+            addr0: Default::default(),
+            addr1: Default::default(),
+            len0: Default::default(),
+            len1: Default::default(),
+            words0: Default::default(),
+            words1: Default::default(),
+            wfull: Default::default(),
+            rfull: Default::default(),
+            rwords: Default::default(),
+            quiet: Default::default(),
+            must_wait: Default::default(),
             exp: Default::default(),
+            cexp: Default::default(),
             sess: Default::default(),
             have_sess: Default::default(),
             synced: Default::default(),
@@ -231,8 +262,6 @@ impl<const W: usize, const K: usize, const A: usize> RxEngine<W, K, A> {
             nack_pending: Default::default(),
             nack_reason: Default::default(),
             nack_seq: Default::default(),
-            w_addr: Default::default(),
-            w_len: Default::default(),
             take: Default::default(),
             next_rptr: Default::default(),
             base: Default::default(),
@@ -289,8 +318,18 @@ impl<const W: usize, const K: usize, const A: usize> Logic for RxEngine<W, K, A>
             phase,
             wptr,
             rptr,
-            words,
+            wb,
+            rb,
+            full0,
+            full1,
+            addr0,
+            addr1,
+            len0,
+            len1,
+            words0,
+            words1,
             exp,
+            cexp,
             sess,
             have_sess,
             synced,
@@ -299,16 +338,39 @@ impl<const W: usize, const K: usize, const A: usize> Logic for RxEngine<W, K, A>
             ack_due,
             nack_pending,
             nack_reason,
-            nack_seq,
-            w_addr,
-            w_len
+            nack_seq
         );
-        self.frame_buf.write_clock.next = self.clock.val();
-        self.frame_buf.read_clock.next = self.clock.val();
-        self.frame_buf.write_address.next = self.wptr.q.val();
-        self.frame_buf.write_data.next = self.s_pay_tdata.val();
-        self.frame_buf.write_enable.next = false;
-        self.expected.next = self.exp.q.val();
+        self.buf0.write_clock.next = self.clock.val();
+        self.buf0.read_clock.next = self.clock.val();
+        self.buf0.write_address.next = self.wptr.q.val();
+        self.buf0.write_data.next = self.s_pay_tdata.val();
+        self.buf0.write_enable.next = false;
+        self.buf1.write_clock.next = self.clock.val();
+        self.buf1.read_clock.next = self.clock.val();
+        self.buf1.write_address.next = self.wptr.q.val();
+        self.buf1.write_data.next = self.s_pay_tdata.val();
+        self.buf1.write_enable.next = false;
+        self.expected.next = self.cexp.q.val();
+        // Buffer `wb` receives, buffer `rb` is written out; each is full from its frame's
+        // good verdict until its last word left.
+        self.wfull.next = self.full0.q.val();
+        if self.wb.q.val() {
+            self.wfull.next = self.full1.q.val();
+        }
+        self.rfull.next = self.full0.q.val();
+        self.rwords.next = self.words0.q.val();
+        self.wr_cmd_addr.next = self.addr0.q.val();
+        self.wr_cmd_len.next = self.len0.q.val();
+        self.m_wr_tdata.next = self.buf0.read_data.val();
+        if self.rb.q.val() {
+            self.rfull.next = self.full1.q.val();
+            self.rwords.next = self.words1.q.val();
+            self.wr_cmd_addr.next = self.addr1.q.val();
+            self.wr_cmd_len.next = self.len1.q.val();
+            self.m_wr_tdata.next = self.buf1.read_data.val();
+        }
+        // Every accepted frame is written (its write responses are in).
+        self.quiet.next = self.exp.q.val() == self.cexp.q.val();
         self.inc_frames_rx.next = false;
         self.inc_data_rx.next = false;
         self.inc_acks_rx.next = false;
@@ -327,16 +389,13 @@ impl<const W: usize, const K: usize, const A: usize> Logic for RxEngine<W, K, A>
         self.s_pay_tready.next = false;
         self.st_ready.next = false;
         self.wr_cmd_valid.next = false;
-        self.wr_cmd_addr.next = self.w_addr.q.val();
-        self.wr_cmd_len.next = self.w_len.q.val();
-        self.m_wr_tdata.next = self.frame_buf.read_data.val();
         self.m_wr_tvalid.next = false;
         self.take.next = false;
         // Control frame requests: a pending NACK first, then the cumulative ACK.
         self.ctl_valid.next = self.nack_pending.q.val() | self.ack_due.q.val();
         self.ctl_type.next = self.t_ack.val();
         self.ctl_kind.next = 0.into();
-        self.ctl_seq.next = self.exp.q.val() - 1;
+        self.ctl_seq.next = self.cexp.q.val() - 1;
         if self.nack_pending.q.val() {
             self.ctl_type.next = self.t_nack.val();
             self.ctl_kind.next = self.nack_reason.q.val();
@@ -355,119 +414,146 @@ impl<const W: usize, const K: usize, const A: usize> Logic for RxEngine<W, K, A>
         }
         self.outside.next = (self.st_offset.val() > self.window_size.val())
             | (bit_cast::<64, 32>(self.st_length.val()) > (self.window_size.val() - self.st_offset.val()));
-        match self.phase.q.val() {
-            RxPhase::Recv => {
-                self.s_pay_tready.next = true;
-                if self.s_pay_tvalid.val() {
-                    self.frame_buf.write_enable.next = true;
-                    self.wptr.d.next = self.wptr.q.val() + 1;
-                } else if self.st_valid.val() {
-                    self.st_ready.next = true;
-                    self.wptr.d.next = 0.into();
-                    self.rptr.d.next = 0.into();
-                    if !(self.st_header_ok.val() & self.st_length_ok.val()) {
-                        self.inc_hdr_err.next = true;
-                        self.rx_desync.next = true;
-                        self.synced.d.next = false;
-                    } else if !self.st_crc_ok.val() {
-                        self.inc_crc.next = true;
-                        if (self.st_type.val() == self.t_data.val()) & self.synced.q.val() & !self.gap_nacked.q.val() {
-                            self.nack_pending.d.next = true;
-                            self.nack_reason.d.next = self.r_crc.val();
-                            self.nack_seq.d.next = self.exp.q.val();
-                            self.gap_nacked.d.next = true;
-                        }
+        // A heartbeat (it may open a session) and a zero-length data frame (a barrier:
+        // the window must be durable) wait until every accepted frame is written.
+        self.must_wait.next = self.st_header_ok.val()
+            & self.st_length_ok.val()
+            & self.st_crc_ok.val()
+            & ((self.st_type.val() == self.t_hb.val()) | ((self.st_type.val() == self.t_data.val()) & (self.st_length.val() == 0)))
+            & !self.quiet.val();
+        self.s_pay_tready.next = !self.wfull.val();
+        if self.s_pay_tvalid.val() {
+            if !self.wfull.val() {
+                self.buf0.write_enable.next = !self.wb.q.val();
+                self.buf1.write_enable.next = self.wb.q.val();
+                self.wptr.d.next = self.wptr.q.val() + 1;
+            }
+        } else if self.st_valid.val() & !self.must_wait.val() {
+            self.st_ready.next = true;
+            self.wptr.d.next = 0.into();
+            if !(self.st_header_ok.val() & self.st_length_ok.val()) {
+                self.inc_hdr_err.next = true;
+                self.rx_desync.next = true;
+                self.synced.d.next = false;
+            } else if !self.st_crc_ok.val() {
+                self.inc_crc.next = true;
+                if (self.st_type.val() == self.t_data.val()) & self.synced.q.val() & !self.gap_nacked.q.val() {
+                    self.nack_pending.d.next = true;
+                    self.nack_reason.d.next = self.r_crc.val();
+                    self.nack_seq.d.next = self.exp.q.val();
+                    self.gap_nacked.d.next = true;
+                }
+            } else {
+                self.inc_frames_rx.next = true;
+                if self.st_type.val() == self.t_hb.val() {
+                    self.inc_hb_rx.next = true;
+                    if !self.have_sess.q.val() | (self.sess.q.val() != self.st_offset.val()) {
+                        self.sess.d.next = self.st_offset.val();
+                        self.have_sess.d.next = true;
+                        self.exp.d.next = self.base.val();
+                        self.cexp.d.next = self.base.val();
+                    }
+                    self.synced.d.next = true;
+                    self.gap_nacked.d.next = false;
+                    self.ns_nacked.d.next = false;
+                    self.ack_due.d.next = true;
+                } else if self.st_type.val() == self.t_ack.val() {
+                    self.inc_acks_rx.next = true;
+                    self.rx_ack.next = true;
+                } else if self.st_type.val() == self.t_nack.val() {
+                    self.inc_nacks_rx.next = true;
+                    self.rx_nack.next = true;
+                } else if !self.synced.q.val() {
+                    if !self.ns_nacked.q.val() {
+                        self.nack_pending.d.next = true;
+                        self.nack_reason.d.next = self.r_not_synced.val();
+                        self.nack_seq.d.next = 0.into();
+                        self.ns_nacked.d.next = true;
+                    }
+                } else if self.st_seq.val() < self.exp.q.val() {
+                    self.inc_dup.next = true;
+                    self.ack_due.d.next = true;
+                } else if self.st_seq.val() > self.exp.q.val() {
+                    self.inc_seq_err.next = true;
+                    if !self.gap_nacked.q.val() {
+                        self.nack_pending.d.next = true;
+                        self.nack_reason.d.next = self.r_gap.val();
+                        self.nack_seq.d.next = self.exp.q.val();
+                        self.gap_nacked.d.next = true;
+                    }
+                } else {
+                    self.gap_nacked.d.next = false;
+                    if self.outside.val() {
+                        // Neither written nor consumed: the sender answers with a
+                        // barrier under this sequence.
+                        self.inc_bounds.next = true;
+                        self.nack_pending.d.next = true;
+                        self.nack_reason.d.next = self.r_bounds.val();
+                        self.nack_seq.d.next = self.st_seq.val();
+                    } else if self.st_length.val() == 0 {
+                        self.exp.d.next = self.exp.q.val() + 1;
+                        self.cexp.d.next = self.cexp.q.val() + 1;
+                        self.inc_data_rx.next = true;
+                        self.ack_due.d.next = true;
                     } else {
-                        self.inc_frames_rx.next = true;
-                        if self.st_type.val() == self.t_hb.val() {
-                            self.inc_hb_rx.next = true;
-                            if !self.have_sess.q.val() | (self.sess.q.val() != self.st_offset.val()) {
-                                self.sess.d.next = self.st_offset.val();
-                                self.have_sess.d.next = true;
-                                self.exp.d.next = self.base.val();
-                            }
-                            self.synced.d.next = true;
-                            self.gap_nacked.d.next = false;
-                            self.ns_nacked.d.next = false;
-                            self.ack_due.d.next = true;
-                        } else if self.st_type.val() == self.t_ack.val() {
-                            self.inc_acks_rx.next = true;
-                            self.rx_ack.next = true;
-                        } else if self.st_type.val() == self.t_nack.val() {
-                            self.inc_nacks_rx.next = true;
-                            self.rx_nack.next = true;
-                        } else if !self.synced.q.val() {
-                            if !self.ns_nacked.q.val() {
-                                self.nack_pending.d.next = true;
-                                self.nack_reason.d.next = self.r_not_synced.val();
-                                self.nack_seq.d.next = 0.into();
-                                self.ns_nacked.d.next = true;
-                            }
-                        } else if self.st_seq.val() < self.exp.q.val() {
-                            self.inc_dup.next = true;
-                            self.ack_due.d.next = true;
-                        } else if self.st_seq.val() > self.exp.q.val() {
-                            self.inc_seq_err.next = true;
-                            if !self.gap_nacked.q.val() {
-                                self.nack_pending.d.next = true;
-                                self.nack_reason.d.next = self.r_gap.val();
-                                self.nack_seq.d.next = self.exp.q.val();
-                                self.gap_nacked.d.next = true;
-                            }
+                        // Accepted: the buffer goes to the writer.
+                        self.exp.d.next = self.exp.q.val() + 1;
+                        self.wb.d.next = !self.wb.q.val();
+                        if self.wb.q.val() {
+                            self.full1.d.next = true;
+                            self.addr1.d.next = self.window_base.val() + self.st_offset.val();
+                            self.len1.d.next = self.st_length.val();
+                            self.words1.d.next = (self.st_length.val() + self.lanes_m1.val()) >> self.lane_bits.val();
                         } else {
-                            self.gap_nacked.d.next = false;
-                            if self.outside.val() {
-                                // Neither written nor consumed: the sender answers with a
-                                // barrier under this sequence.
-                                self.inc_bounds.next = true;
-                                self.nack_pending.d.next = true;
-                                self.nack_reason.d.next = self.r_bounds.val();
-                                self.nack_seq.d.next = self.st_seq.val();
-                            } else if self.st_length.val() == 0 {
-                                self.exp.d.next = self.exp.q.val() + 1;
-                                self.inc_data_rx.next = true;
-                                self.ack_due.d.next = true;
-                            } else {
-                                self.w_addr.d.next = self.window_base.val() + self.st_offset.val();
-                                self.w_len.d.next = self.st_length.val();
-                                self.words.d.next = (self.st_length.val() + self.lanes_m1.val()) >> self.lane_bits.val();
-                                self.phase.d.next = RxPhase::WrCmd;
-                            }
+                            self.full0.d.next = true;
+                            self.addr0.d.next = self.window_base.val() + self.st_offset.val();
+                            self.len0.d.next = self.st_length.val();
+                            self.words0.d.next = (self.st_length.val() + self.lanes_m1.val()) >> self.lane_bits.val();
                         }
                     }
                 }
             }
-            RxPhase::WrCmd => {
-                self.wr_cmd_valid.next = true;
-                if self.wr_cmd_ready.val() {
+        }
+        // Window writer: the oldest full buffer, command then words.
+        match self.phase.q.val() {
+            RxPhase::Idle => {
+                self.wr_cmd_valid.next = self.rfull.val();
+                if self.rfull.val() & self.wr_cmd_ready.val() {
                     self.phase.d.next = RxPhase::WrData;
                 }
             }
-            RxPhase::WrData => {
-                self.m_wr_tvalid.next = self.rptr.q.val() < self.words.q.val();
-                self.take.next = self.m_wr_tvalid.val() & self.m_wr_tready.val();
-                if self.take.val() & (self.rptr.q.val() + 1 == self.words.q.val()) {
-                    self.phase.d.next = RxPhase::WrWait;
-                }
-            }
             _ => {
-                if self.wr_done.val() {
-                    self.exp.d.next = self.exp.q.val() + 1;
-                    self.inc_data_rx.next = true;
-                    self.ack_due.d.next = true;
-                    self.phase.d.next = RxPhase::Recv;
+                self.m_wr_tvalid.next = self.rptr.q.val() < self.rwords.val();
+                self.take.next = self.m_wr_tvalid.val() & self.m_wr_tready.val();
+                if self.take.val() & (self.rptr.q.val() + 1 == self.rwords.val()) {
+                    self.phase.d.next = RxPhase::Idle;
+                    self.rb.d.next = !self.rb.q.val();
+                    if self.rb.q.val() {
+                        self.full1.d.next = false;
+                    } else {
+                        self.full0.d.next = false;
+                    }
                 }
             }
         }
-        // The buffer's read port always shows word `rptr`: the address moves on with a take.
+        // Write responses arrive in order: each one commits the oldest accepted frame.
+        if self.wr_done.val() {
+            self.cexp.d.next = self.cexp.q.val() + 1;
+            self.inc_data_rx.next = true;
+            self.ack_due.d.next = true;
+        }
+        // The buffers' read ports always show word `rptr` of both; a take moves it on,
+        // the last take of a frame back to 0.
         self.next_rptr.next = self.rptr.q.val();
         if self.take.val() {
             self.next_rptr.next = self.rptr.q.val() + 1;
+            if self.rptr.q.val() + 1 == self.rwords.val() {
+                self.next_rptr.next = 0.into();
+            }
         }
-        if self.phase.q.val() == RxPhase::WrData {
-            self.rptr.d.next = self.next_rptr.val();
-        }
-        self.frame_buf.read_address.next = bit_cast::<A, 32>(self.next_rptr.val());
+        self.rptr.d.next = self.next_rptr.val();
+        self.buf0.read_address.next = bit_cast::<A, 32>(self.next_rptr.val());
+        self.buf1.read_address.next = bit_cast::<A, 32>(self.next_rptr.val());
     }
 }
 

@@ -20,18 +20,12 @@ pub const TABLE: usize = 8;
 pub enum TxPhase {
     /// Choosing the next job.
     Idle,
-    /// Descriptor read command.
+    /// Descriptor read command (its data is taken by the read-data side).
     FetchCmd,
-    /// Gathering the descriptor beats.
-    FetchData,
-    /// Checking the gathered descriptor.
-    Check,
-    /// Header request of a data frame.
+    /// Header request of a data frame (its payload read was requested before).
     SendHdr,
     /// Payload read command.
     SendCmd,
-    /// Payload beats pass from the DMA read stream to the framer.
-    SendData,
     /// Header request of a control frame (ACK/NACK for the receiving side, heartbeat).
     CtlHdr,
 }
@@ -52,7 +46,10 @@ pub enum CplPhase {
 /// The sending half of the engine.
 ///
 /// On the doorbell it fetches 32-byte submission entries from `SQ.TAIL` up to `SQ.HEAD`
-/// (into an in-flight table of [`TABLE`] entries), checks each (unknown opcode or
+/// (into an in-flight table of [`TABLE`] entries, ahead of sending: descriptor and
+/// payload reads are requested in the order they are needed, two at a time, and a
+/// separate read-data side gathers descriptors and passes payloads to the framer, so
+/// one read's latency passes while the previous read's data flows), checks each (unknown opcode or
 /// non-zero reserved fields, then `LENGTH` above `MAX_PAYLOAD`, then a barrier with a
 /// length: `BadOpcode`/`TooLong`; a payload outside the host region: `HostBounds`, as
 /// `drivers::api::check_entry`), gives every accepted entry the next sequence number
@@ -229,6 +226,15 @@ pub struct TxEngine<const W: usize, const K: usize> {
     rt_us: DFF<Bits<32>>,
     hb_us: DFF<Bits<32>>,
     desc: DFF<Bits<256>>,
+    ftail: DFF<Bits<32>>,
+    cur_rb: DFF<Bit>,
+    fouts: DFF<Bits<4>>,
+    chk: DFF<Bit>,
+    rk0: DFF<Bit>,
+    rk1: DFF<Bit>,
+    rcount: DFF<Bits<2>>,
+    r_push: Signal<Local, Bit>,
+    r_pop: Signal<Local, Bit>,
     cpl: DFF<Bits<128>>,
     cpl_head: DFF<Bit>,
     ev_cpl: DFF<Bit>,
@@ -421,6 +427,15 @@ impl<const W: usize, const K: usize> TxEngine<W, K> {
             rt_us: Default::default(),
             hb_us: Default::default(),
             desc: Default::default(),
+            ftail: Default::default(),
+            cur_rb: Default::default(),
+            fouts: Default::default(),
+            chk: Default::default(),
+            rk0: Default::default(),
+            rk1: Default::default(),
+            rcount: Default::default(),
+            r_push: Default::default(),
+            r_pop: Default::default(),
             cpl: Default::default(),
             cpl_head: Default::default(),
             ev_cpl: Default::default(),
@@ -573,7 +588,8 @@ impl<const W: usize, const K: usize> Logic for TxEngine<W, K> {
     fn update(&mut self) {
         dff_setup!(
             self, clock, phase, cphase, enabled, sess, tail, chead, cphase_bit, nseq, acked, max_sent, fetch_ptr, send_ptr, done_ptr,
-            goback, hb_due, hb_sent, up, was_up, state_q, rt_us, hb_us, desc, cpl, cpl_head, ev_cpl, ctl_sel
+            goback, hb_due, hb_sent, up, was_up, state_q, rt_us, hb_us, desc, cpl, cpl_head, ev_cpl, ctl_sel, ftail, cur_rb, fouts, chk,
+            rk0, rk1, rcount
         );
         for i in 0..8 {
             self.t_op[i].clock.next = self.clock.val();
@@ -672,9 +688,9 @@ impl<const W: usize, const K: usize> Logic for TxEngine<W, K> {
             self.mif.next = 1.into();
         }
         self.can_fetch.next = self.enabled.q.val()
-            & (self.tail.q.val() != self.sq_head.val())
+            & (self.ftail.q.val() != self.sq_head.val())
             & (self.sq_head.val() <= self.sq_mask.val())
-            & (self.in_table.val() != 8);
+            & ((self.in_table.val() + self.fouts.q.val()) < 8);
         self.can_send.next = self.enabled.q.val() & self.hb_sent.q.val() & (self.send_ptr.q.val() != self.fetch_ptr.q.val());
         // --------------------------------------------------------------- outputs
         self.sq_tail.next = self.tail.q.val();
@@ -705,6 +721,7 @@ impl<const W: usize, const K: usize> Logic for TxEngine<W, K> {
         self.m_pay_tkeep.next = self.s_rd_tkeep.val();
         self.m_pay_tlast.next = self.s_rd_tlast.val();
         self.m_pay_tvalid.next = false;
+        self.r_push.next = false;
         self.wr_cmd_valid.next = false;
         // A completion is written in two parts, `SEQUENCE` first and then the bytes with
         // the phase bit, so a host that sees the new phase sees the whole entry.
@@ -805,7 +822,15 @@ impl<const W: usize, const K: usize> Logic for TxEngine<W, K> {
                 } else if self.can_send.val() & ((self.s_st.val() != 0) | (self.s_seq.val() <= self.acked.q.val())) {
                     self.send_ptr.d.next = self.send_ptr.q.val() + 1;
                 } else if self.can_send.val() & ((self.s_seq.val() - self.acked.q.val()) <= self.mif.val()) {
-                    self.phase.d.next = TxPhase::SendHdr;
+                    // The payload read goes first, so its latency passes while the
+                    // previous frame's payload still flows.
+                    // What is sent is decided here: a Bounds NACK that marks the entry
+                    // later takes effect on its next sending.
+                    self.phase.d.next = TxPhase::SendCmd;
+                    self.cur_rb.d.next = self.s_rb.val();
+                    if self.s_rb.val() | (self.s_len.val() == 0) {
+                        self.phase.d.next = TxPhase::SendHdr;
+                    }
                 } else if self.can_fetch.val() {
                     self.phase.d.next = TxPhase::FetchCmd;
                 }
@@ -842,7 +867,7 @@ impl<const W: usize, const K: usize> Logic for TxEngine<W, K> {
                 self.hdr_length.next = self.s_len.val();
                 self.hdr_seq.next = self.s_seq.val();
                 self.hdr_offset.next = self.s_off.val();
-                if self.s_rb.val() {
+                if self.cur_rb.q.val() {
                     self.hdr_kind.next = self.op_barrier.val();
                     self.hdr_length.next = 0.into();
                     self.hdr_offset.next = 0.into();
@@ -855,60 +880,81 @@ impl<const W: usize, const K: usize> Logic for TxEngine<W, K> {
                     } else {
                         self.inc_retransmit.next = true;
                     }
-                    if self.s_rb.val() | (self.s_len.val() == 0) {
-                        self.send_ptr.d.next = self.send_ptr.q.val() + 1;
-                        self.phase.d.next = TxPhase::Idle;
-                    } else {
-                        self.phase.d.next = TxPhase::SendCmd;
-                    }
-                }
-            }
-            TxPhase::SendCmd => {
-                self.rd_cmd_valid.next = true;
-                if self.rd_cmd_ready.val() {
-                    self.phase.d.next = TxPhase::SendData;
-                }
-            }
-            TxPhase::SendData => {
-                self.m_pay_tvalid.next = self.s_rd_tvalid.val();
-                self.s_rd_tready.next = self.m_pay_tready.val();
-                if self.s_rd_tvalid.val() & self.m_pay_tready.val() & self.s_rd_tlast.val() {
                     self.send_ptr.d.next = self.send_ptr.q.val() + 1;
                     self.phase.d.next = TxPhase::Idle;
                 }
             }
-            TxPhase::FetchCmd => {
-                self.rd_cmd_valid.next = true;
-                self.rd_cmd_addr.next = self.sq_base.val() + (bit_cast::<64, 32>(self.tail.q.val()) << self.desc_log2.val());
-                self.rd_cmd_len.next = self.desc_bytes.val();
-                if self.rd_cmd_ready.val() {
-                    self.phase.d.next = TxPhase::FetchData;
+            TxPhase::SendCmd => {
+                self.rd_cmd_valid.next = self.rcount.q.val() != 2;
+                if self.rd_cmd_valid.val() & self.rd_cmd_ready.val() {
+                    self.r_push.next = true;
+                    self.phase.d.next = TxPhase::SendHdr;
                 }
             }
-            TxPhase::FetchData => {
+            _ => {
+                // FetchCmd: the descriptor at `ftail`.
+                self.rd_cmd_valid.next = self.rcount.q.val() != 2;
+                self.rd_cmd_addr.next = self.sq_base.val() + (bit_cast::<64, 32>(self.ftail.q.val()) << self.desc_log2.val());
+                self.rd_cmd_len.next = self.desc_bytes.val();
+                if self.rd_cmd_valid.val() & self.rd_cmd_ready.val() {
+                    self.r_push.next = true;
+                    self.ftail.d.next = (self.ftail.q.val() + 1) & self.sq_mask.val();
+                    self.fouts.d.next = self.fouts.q.val() + 1;
+                    self.phase.d.next = TxPhase::Idle;
+                }
+            }
+        }
+        // ---------------------------------------------------------- read data side
+        // Reads come back in request order; `rk0`/`rk1` remember what each is for (1: a
+        // payload for the framer, 0: a descriptor).
+        self.r_pop.next = false;
+        self.chk.d.next = false;
+        if self.rcount.q.val() != 0 {
+            if self.rk0.q.val() {
+                self.m_pay_tvalid.next = self.s_rd_tvalid.val();
+                self.s_rd_tready.next = self.m_pay_tready.val();
+                self.r_pop.next = self.s_rd_tvalid.val() & self.m_pay_tready.val() & self.s_rd_tlast.val();
+            } else {
                 self.s_rd_tready.next = true;
                 if self.s_rd_tvalid.val() {
                     self.desc.d.next =
                         (self.desc.q.val() >> self.width.val()) | (bit_cast::<256, W>(self.s_rd_tdata.val()) << self.gshift.val());
-                    if self.s_rd_tlast.val() {
-                        self.phase.d.next = TxPhase::Check;
-                    }
+                    self.r_pop.next = self.s_rd_tlast.val();
+                    self.chk.d.next = self.s_rd_tlast.val();
                 }
             }
-            _ => {
-                // Check: the gathered entry enters the table.
-                self.fetch_ptr.d.next = self.fetch_ptr.q.val() + 1;
-                self.tail.d.next = (self.tail.q.val() + 1) & self.sq_mask.val();
-                if self.e_st.val() == 0 {
-                    self.nseq.d.next = self.nseq.q.val() + 1;
-                } else {
-                    self.inc_local_reject.next = true;
-                }
-                self.phase.d.next = TxPhase::Idle;
+        }
+        if self.r_pop.val() {
+            self.rk0.d.next = self.rk1.q.val();
+            self.rcount.d.next = self.rcount.q.val() - 1;
+        }
+        if self.r_push.val() {
+            self.rcount.d.next = self.rcount.q.val() + 1;
+            if self.r_pop.val() {
+                self.rcount.d.next = self.rcount.q.val();
+            }
+            if (self.rcount.q.val() == 0) | ((self.rcount.q.val() == 1) & self.r_pop.val()) {
+                self.rk0.d.next = self.phase.q.val() == TxPhase::SendCmd;
+            } else {
+                self.rk1.d.next = self.phase.q.val() == TxPhase::SendCmd;
+            }
+        }
+        // Check: the gathered entry enters the table.
+        if self.chk.q.val() {
+            self.fouts.d.next = self.fouts.q.val() - 1;
+            if self.r_push.val() & (self.phase.q.val() == TxPhase::FetchCmd) {
+                self.fouts.d.next = self.fouts.q.val();
+            }
+            self.fetch_ptr.d.next = self.fetch_ptr.q.val() + 1;
+            self.tail.d.next = (self.tail.q.val() + 1) & self.sq_mask.val();
+            if self.e_st.val() == 0 {
+                self.nseq.d.next = self.nseq.q.val() + 1;
+            } else {
+                self.inc_local_reject.next = true;
             }
         }
         for i in 0..8 {
-            if (self.phase.q.val() == TxPhase::Check) & (self.f_slot.val() == self.slot_id[i].val()) {
+            if self.chk.q.val() & (self.f_slot.val() == self.slot_id[i].val()) {
                 self.t_op[i].d.next = self.e_op.val();
                 self.t_tag[i].d.next = self.e_tag.val();
                 self.t_addr[i].d.next = self.e_addr.val();
