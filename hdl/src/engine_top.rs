@@ -10,7 +10,11 @@ use crate::rx_engine::RxEngine;
 use crate::tx_engine::TxEngine;
 use rust_hdl::prelude::*;
 use tandem_hsi::codes::LinkState;
+use tandem_hsi::entry::{completion, submission};
 use tandem_hsi::regs::Counter;
+
+/// Largest ring `SIZE_LOG2` the HSI allows (rings hold 2^1 to 2^16 entries).
+pub const RING_LOG2_MAX: u64 = 16;
 
 /// Write-channel owner of the DMA master.
 #[derive(Copy, Clone, PartialEq, Eq, Debug, LogicState)]
@@ -149,6 +153,12 @@ pub struct EngineTop<const W: usize, const K: usize, const A: usize> {
     rx: RxEngine<W, K, A>,
     owner: DFF<WriteOwner>,
     granted: DFF<Bit>,
+    cfg_err: DFF<Bit>,
+    cfg_bad: Signal<Local, Bit>,
+    fatal: Signal<Local, Bit>,
+    log2_max: Constant<Bits<32>>,
+    sq_align: Constant<DmaAddr>,
+    cq_align: Constant<DmaAddr>,
     wr_free: Signal<Local, Bit>,
     pick: Signal<Local, WriteOwner>,
     us_count: DFF<Bits<32>>,
@@ -243,6 +253,12 @@ impl<const W: usize, const K: usize, const A: usize> EngineTop<W, K, A> {
             rx: Default::default(),
             owner: Default::default(),
             granted: Default::default(),
+            cfg_err: Default::default(),
+            cfg_bad: Default::default(),
+            fatal: Default::default(),
+            log2_max: Constant::new(Default::default()),
+            sq_align: Constant::new(Default::default()),
+            cq_align: Constant::new(Default::default()),
             wr_free: Default::default(),
             pick: Default::default(),
             us_count: Default::default(),
@@ -300,6 +316,9 @@ impl<const W: usize, const K: usize, const A: usize> EngineTop<W, K, A> {
         }
         Self {
             us_last: c(u64::from(build.clock_khz / 1000 - 1)),
+            log2_max: c(RING_LOG2_MAX),
+            sq_align: c(submission::SIZE as u64 - 1),
+            cq_align: c(completion::SIZE as u64 - 1),
             ls_up: c(LinkState::Up.code().into()),
             c_frames_tx: cb(Counter::FramesTx),
             c_frames_rx: cb(Counter::FramesRx),
@@ -325,7 +344,7 @@ impl<const W: usize, const K: usize, const A: usize> EngineTop<W, K, A> {
 impl<const W: usize, const K: usize, const A: usize> Logic for EngineTop<W, K, A> {
     #[hdl_gen]
     fn update(&mut self) {
-        dff_setup!(self, clock, owner, granted, us_count, us_tick, free_run);
+        dff_setup!(self, clock, owner, granted, cfg_err, us_count, us_tick, free_run);
         clock!(self, clock, regs, dma, framer, deframer, tx, rx);
         // Ports.
         self.regs.s_axil_awaddr.next = self.s_axil_awaddr.val();
@@ -392,9 +411,27 @@ impl<const W: usize, const K: usize, const A: usize> Logic for EngineTop<W, K, A
         // Register file <-> engine.
         self.dma.max_burst.next = self.regs.max_burst.val();
         self.dma.clear_error.next = self.regs.abort.val();
-        self.regs.running.next = self.regs.enable.val();
+        // A bad configuration (a ring size outside 1..=16 entries as log2, a ring base not
+        // aligned to its entry size, an empty mirror window) found while enabled is a
+        // fatal error, as a DMA error response is: the engine stops until ENABLE is
+        // cleared (a bad configuration) or ABORT is written (a DMA error).
+        self.cfg_bad.next = (self.regs.sq_size_log2.val() == 0)
+            | (self.regs.sq_size_log2.val() > self.log2_max.val())
+            | (self.regs.cq_size_log2.val() == 0)
+            | (self.regs.cq_size_log2.val() > self.log2_max.val())
+            | ((self.regs.sq_base.val() & self.sq_align.val()) != 0)
+            | ((self.regs.cq_base.val() & self.cq_align.val()) != 0)
+            | (self.regs.window_size.val() == 0);
+        if self.regs.enable.val() & self.cfg_bad.val() {
+            self.cfg_err.d.next = true;
+        }
+        if !self.regs.enable.val() {
+            self.cfg_err.d.next = false;
+        }
+        self.fatal.next = self.cfg_err.q.val() | self.dma.error.val();
+        self.regs.running.next = self.tx.running.val();
         self.regs.link_up.next = self.tx.link_state.val() == self.ls_up.val();
-        self.regs.error.next = self.dma.error.val();
+        self.regs.error.next = self.fatal.val();
         self.regs.ev_completion.next = self.tx.ev_completion.val();
         self.regs.ev_link_change.next = self.tx.ev_link_change.val();
         self.regs.sq_tail.next = self.tx.sq_tail.val();
@@ -404,7 +441,9 @@ impl<const W: usize, const K: usize, const A: usize> Logic for EngineTop<W, K, A
         self.regs.acked_seq.next = self.tx.acked_seq.val();
         self.regs.rx_expected.next = self.rx.expected.val();
         self.regs.session.next = self.tx.session.val();
-        self.tx.enable.next = self.regs.enable.val();
+        self.tx.enable.next = self.regs.enable.val() & !self.cfg_bad.val() & !self.fatal.val();
+        self.tx.abort.next = self.regs.abort.val();
+        self.tx.rx_frame.next = self.rx.inc_frames_rx.val();
         self.tx.us_tick.next = self.us_tick.q.val();
         self.tx.session_seed.next = self.free_run.q.val() + 1;
         self.tx.max_in_flight.next = self.regs.max_in_flight.val();

@@ -15,6 +15,10 @@ const _: () = assert!(
 /// In-flight table depth: entries fetched and not yet completed, at most.
 pub const TABLE: usize = 8;
 
+/// Heartbeat intervals (`HEARTBEAT_US`) without any valid frame from the partner after
+/// which a link that was Up is Down.
+pub const LINK_DEAD_HEARTBEATS: u64 = 3;
+
 /// Phases of the transmit sequencer ([`TxEngine`]).
 #[derive(Copy, Clone, PartialEq, Eq, Debug, LogicState)]
 pub enum TxPhase {
@@ -65,13 +69,27 @@ pub enum CplPhase {
 /// it is sent again as a zero-length barrier under the same sequence and completes
 /// RemoteBounds once acknowledged. Heartbeats (session id, oldest unacknowledged
 /// sequence) go out at start and after `HEARTBEAT_US` without a frame. Control frames
-/// requested by the receiving side go first, between frames.
+/// requested by the receiving side go first, between frames. Link loss: once the link
+/// was Up, [`LINK_DEAD_HEARTBEATS`] heartbeat intervals without a valid frame from the
+/// partner make it Down; the next valid frame starts a resync (heartbeat, go back) and
+/// the next ACK makes it Up again, which counts a link reset. `abort` (CONTROL.ABORT)
+/// fetches every doorbelled entry, completes every entry not yet acknowledged
+/// `Aborted` in order (acknowledged ones Ok, locally rejected ones with their status;
+/// the sequence is 0 for an entry never sent), resets the sequence state (the next
+/// sequence is 1 again) and keeps the engine stopped (`running` low, link Down, no
+/// frames) until `enable` falls and rises again.
 #[derive(LogicBlock)]
 pub struct TxEngine<const W: usize, const K: usize> {
     /// Core clock.
     pub clock: Signal<In, Clock>,
-    /// `CONTROL.ENABLE`.
+    /// `CONTROL.ENABLE` (and a good configuration).
     pub enable: Signal<In, Bit>,
+    /// Pulse: `CONTROL.ABORT` was written 1.
+    pub abort: Signal<In, Bit>,
+    /// A valid frame arrived from the partner.
+    pub rx_frame: Signal<In, Bit>,
+    /// The engine is running: enabled and not stopped by an abort.
+    pub running: Signal<Out, Bit>,
     /// One-cycle pulse every microsecond.
     pub us_tick: Signal<In, Bit>,
     /// Session id to use from the next enable (a free-running value).
@@ -207,6 +225,14 @@ pub struct TxEngine<const W: usize, const K: usize> {
     phase: DFF<TxPhase>,
     cphase: DFF<CplPhase>,
     enabled: DFF<Bit>,
+    aborting: DFF<Bit>,
+    halted: DFF<Bit>,
+    dead: DFF<Bit>,
+    quiet_us: DFF<Bits<32>>,
+    missed: DFF<Bits<8>>,
+    go: Signal<Local, Bit>,
+    abort_done: Signal<Local, Bit>,
+    st_aborted: Constant<Bits<8>>,
     sess: DFF<Bits<64>>,
     tail: DFF<Bits<32>>,
     chead: DFF<Bits<32>>,
@@ -282,6 +308,8 @@ pub struct TxEngine<const W: usize, const K: usize> {
     can_fetch: Signal<Local, Bit>,
     cpl_ready: Signal<Local, Bit>,
     cpl_status: Signal<Local, Bits<8>>,
+    cpl_seq: Signal<Local, Bits<64>>,
+    dead_after: Constant<Bits<8>>,
     ack_ok: Signal<Local, Bit>,
     new_state: Signal<Local, Bits<8>>,
     t_data: Constant<Bits<8>>,
@@ -339,6 +367,9 @@ impl<const W: usize, const K: usize> TxEngine<W, K> {
         Self {
             clock: Default::default(),
             enable: Default::default(),
+            abort: Default::default(),
+            rx_frame: Default::default(),
+            running: Default::default(),
             us_tick: Default::default(),
             session_seed: Default::default(),
             max_in_flight: Default::default(),
@@ -408,6 +439,14 @@ impl<const W: usize, const K: usize> TxEngine<W, K> {
             phase: Default::default(),
             cphase: Default::default(),
             enabled: Default::default(),
+            aborting: Default::default(),
+            halted: Default::default(),
+            dead: Default::default(),
+            quiet_us: Default::default(),
+            missed: Default::default(),
+            go: Default::default(),
+            abort_done: Default::default(),
+            st_aborted: Constant::new(Default::default()),
             sess: Default::default(),
             tail: Default::default(),
             chead: Default::default(),
@@ -483,6 +522,8 @@ impl<const W: usize, const K: usize> TxEngine<W, K> {
             can_fetch: Default::default(),
             cpl_ready: Default::default(),
             cpl_status: Default::default(),
+            cpl_seq: Default::default(),
+            dead_after: Constant::new(Default::default()),
             ack_ok: Default::default(),
             new_state: Default::default(),
             t_data: Constant::new(Default::default()),
@@ -577,6 +618,8 @@ impl<const W: usize, const K: usize> TxEngine<W, K> {
             gshift: c(256u64.saturating_sub(W as u64)),
             one32: c(1),
             t_ack: c(FrameType::Ack.code().into()),
+            st_aborted: c(CompletionStatus::Aborted.code().into()),
+            dead_after: c(LINK_DEAD_HEARTBEATS),
             phase_one: Constant::new(Bits::<128>::from(1u64) << lo(completion::PHASE)),
             ..Self::blank()
         }
@@ -587,9 +630,9 @@ impl<const W: usize, const K: usize> Logic for TxEngine<W, K> {
     #[hdl_gen]
     fn update(&mut self) {
         dff_setup!(
-            self, clock, phase, cphase, enabled, sess, tail, chead, cphase_bit, nseq, acked, max_sent, fetch_ptr, send_ptr, done_ptr,
-            goback, hb_due, hb_sent, up, was_up, state_q, rt_us, hb_us, desc, cpl, cpl_head, ev_cpl, ctl_sel, ftail, cur_rb, fouts, chk,
-            rk0, rk1, rcount
+            self, clock, phase, cphase, enabled, aborting, halted, dead, quiet_us, missed, sess, tail, chead, cphase_bit, nseq, acked,
+            max_sent, fetch_ptr, send_ptr, done_ptr, goback, hb_due, hb_sent, up, was_up, state_q, rt_us, hb_us, desc, cpl, cpl_head,
+            ev_cpl, ctl_sel, ftail, cur_rb, fouts, chk, rk0, rk1, rcount
         );
         for i in 0..8 {
             self.t_op[i].clock.next = self.clock.val();
@@ -687,7 +730,7 @@ impl<const W: usize, const K: usize> Logic for TxEngine<W, K> {
         if self.max_in_flight.val() == 0 {
             self.mif.next = 1.into();
         }
-        self.can_fetch.next = self.enabled.q.val()
+        self.can_fetch.next = (self.enabled.q.val() | self.aborting.q.val())
             & (self.ftail.q.val() != self.sq_head.val())
             & (self.sq_head.val() <= self.sq_mask.val())
             & ((self.in_table.val() + self.fouts.q.val()) < 8);
@@ -734,8 +777,35 @@ impl<const W: usize, const K: usize> Logic for TxEngine<W, K> {
         }
         self.m_wr_tvalid.next = false;
         // ------------------------------------------------------- enable and link
-        self.enabled.d.next = self.enable.val();
-        if self.enable.val() & !self.enabled.q.val() {
+        // ABORT: fetch what was doorbelled, complete every entry not yet acknowledged
+        // Aborted (in order), reset the sequence state, then stay quiet (link Down, no
+        // frames) until ENABLE is cleared and set again.
+        if self.abort.val() {
+            self.aborting.d.next = true;
+        }
+        self.abort_done.next = self.aborting.q.val()
+            & (self.phase.q.val() == TxPhase::Idle)
+            & (self.cphase.q.val() == CplPhase::Idle)
+            & (self.rcount.q.val() == 0)
+            & !self.chk.q.val()
+            & ((self.ftail.q.val() == self.sq_head.val()) | (self.sq_head.val() > self.sq_mask.val()))
+            & (self.done_ptr.q.val() == self.fetch_ptr.q.val());
+        if self.abort_done.val() {
+            self.aborting.d.next = false;
+            self.halted.d.next = true;
+            self.nseq.d.next = 1.into();
+            self.acked.d.next = 0.into();
+            self.max_sent.d.next = 0.into();
+            self.send_ptr.d.next = self.done_ptr.q.val();
+            self.goback.d.next = false;
+        }
+        if !self.enable.val() {
+            self.halted.d.next = false;
+        }
+        self.go.next = self.enable.val() & !self.halted.q.val() & !self.aborting.q.val();
+        self.running.next = self.enabled.q.val();
+        self.enabled.d.next = self.go.val();
+        if self.go.val() & !self.enabled.q.val() {
             self.sess.d.next = self.session_seed.val();
             self.hb_due.d.next = true;
             self.hb_sent.d.next = false;
@@ -744,11 +814,34 @@ impl<const W: usize, const K: usize> Logic for TxEngine<W, K> {
                 self.nseq.d.next = 1.into();
             }
         }
-        if !self.enable.val() {
+        if !self.go.val() {
             self.up.d.next = false;
+            self.dead.d.next = false;
+        }
+        // Link loss: after having been Up, nothing valid received for
+        // LINK_DEAD_HEARTBEATS heartbeat intervals makes the link Down; the next valid
+        // frame makes it Connecting (and sync starts again), the next ACK Up.
+        if self.rx_frame.val() | !self.enabled.q.val() | (self.heartbeat_us.val() == 0) {
+            self.quiet_us.d.next = 0.into();
+            if self.dead.q.val() & self.rx_frame.val() {
+                self.dead.d.next = false;
+                self.hb_due.d.next = true;
+                self.goback.d.next = true;
+            }
+            self.missed.d.next = 0.into();
+        } else if self.us_tick.val() & !self.dead.q.val() {
+            self.quiet_us.d.next = self.quiet_us.q.val() + 1;
+            if self.quiet_us.q.val() + 1 >= self.heartbeat_us.val() {
+                self.quiet_us.d.next = 0.into();
+                self.missed.d.next = self.missed.q.val() + 1;
+                if self.was_up.q.val() & (self.missed.q.val() + 1 >= self.dead_after.val()) {
+                    self.dead.d.next = true;
+                    self.up.d.next = false;
+                }
+            }
         }
         self.new_state.next = self.ls_down.val();
-        if self.enabled.q.val() {
+        if self.enabled.q.val() & !self.dead.q.val() {
             self.new_state.next = self.ls_connecting.val();
             if self.up.q.val() {
                 self.new_state.next = self.ls_up.val();
@@ -765,7 +858,7 @@ impl<const W: usize, const K: usize> Logic for TxEngine<W, K> {
         }
         // ------------------------------------------------------------ ACK / NACK
         self.ack_ok.next = self.rx_ack.val() & (self.rx_seq.val() > self.acked.q.val()) & (self.rx_seq.val() <= self.max_sent.q.val());
-        if self.rx_ack.val() & self.enabled.q.val() {
+        if self.rx_ack.val() & self.enabled.q.val() & !self.dead.q.val() {
             self.up.d.next = true;
         }
         if self.ack_ok.val() {
@@ -813,7 +906,7 @@ impl<const W: usize, const K: usize> Logic for TxEngine<W, K> {
                 if self.goback.q.val() | ((self.send_ptr.q.val() - self.done_ptr.q.val()) > self.in_table.val()) {
                     self.send_ptr.d.next = self.done_ptr.q.val();
                     self.goback.d.next = false;
-                } else if self.ctl_valid.val() {
+                } else if self.ctl_valid.val() & !self.aborting.q.val() & !self.halted.q.val() {
                     self.ctl_sel.d.next = true;
                     self.phase.d.next = TxPhase::CtlHdr;
                 } else if self.hb_due.q.val() & self.enabled.q.val() {
@@ -947,7 +1040,9 @@ impl<const W: usize, const K: usize> Logic for TxEngine<W, K> {
             }
             self.fetch_ptr.d.next = self.fetch_ptr.q.val() + 1;
             self.tail.d.next = (self.tail.q.val() + 1) & self.sq_mask.val();
-            if self.e_st.val() == 0 {
+            if self.aborting.q.val() {
+                // Fetched during an abort: completed Aborted, never sent.
+            } else if self.e_st.val() == 0 {
                 self.nseq.d.next = self.nseq.q.val() + 1;
             } else {
                 self.inc_local_reject.next = true;
@@ -967,6 +1062,10 @@ impl<const W: usize, const K: usize> Logic for TxEngine<W, K> {
                 if self.e_st.val() == 0 {
                     self.t_seq[i].d.next = self.nseq.q.val();
                 }
+                if self.aborting.q.val() {
+                    self.t_st[i].d.next = self.st_aborted.val();
+                    self.t_seq[i].d.next = 0.into();
+                }
             }
         }
         // ------------------------------------------------------- completion writer
@@ -975,11 +1074,18 @@ impl<const W: usize, const K: usize> Logic for TxEngine<W, K> {
             self.phase_word.next = self.phase_one.val();
         }
         self.cpl_status.next = self.d_st.val();
+        self.cpl_seq.next = self.d_seq.val();
         if (self.d_st.val() == 0) & self.d_rb.val() {
             self.cpl_status.next = self.st_remote_bounds.val();
         }
+        if self.aborting.q.val() & (self.d_st.val() == 0) & (self.d_seq.val() > self.acked.q.val()) {
+            self.cpl_status.next = self.st_aborted.val();
+            if self.d_seq.val() > self.max_sent.q.val() {
+                self.cpl_seq.next = 0.into();
+            }
+        }
         self.cpl_ready.next = (self.done_ptr.q.val() != self.fetch_ptr.q.val())
-            & ((self.d_st.val() != 0) | (self.d_seq.val() <= self.acked.q.val()))
+            & ((self.d_st.val() != 0) | (self.d_seq.val() <= self.acked.q.val()) | self.aborting.q.val())
             & (self.cq_next.val() != self.cq_tail.val());
         match self.cphase.q.val() {
             CplPhase::Idle => {
@@ -988,7 +1094,7 @@ impl<const W: usize, const K: usize> Logic for TxEngine<W, K> {
                         | (bit_cast::<128, 8>(self.cpl_status.val()) << self.ac_status.val())
                         | (bit_cast::<128, 8>(self.d_op.val()) << self.ac_op.val())
                         | self.phase_word.val()
-                        | (bit_cast::<128, 64>(self.d_seq.val()) << self.ac_seq.val());
+                        | (bit_cast::<128, 64>(self.cpl_seq.val()) << self.ac_seq.val());
                     self.cpl_head.d.next = false;
                     self.cphase.d.next = CplPhase::Cmd;
                 }

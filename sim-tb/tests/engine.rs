@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 use tandem_hsi::codes::{CompletionStatus, FrameType, Opcode};
 use tandem_hsi::entry::{completion, submission, CompletionEntry};
 use tandem_hsi::frame::{decode_frame, FrameKind, MAX_PAYLOAD};
-use tandem_hsi::regs::{control, counters, cq, id, link, memory, sq, Control, Counter};
+use tandem_hsi::regs::{control, counters, cq, id, link, memory, sq, Control, Counter, Irq, Status};
 use tandem_hsi::vectors::{committed, from_hex};
 use tandem_sim_tb::{Model, ENGINE_CLOCK_KHZ};
 
@@ -419,7 +419,9 @@ impl HostSw {
             if let Ok((c, _)) = CompletionEntry::decode(raw) {
                 assert_eq!((c.cookie, c.sequence), (cookie, sequence), "seed {seed}: tandem_hsi decodes the same entry");
             }
-            let sent = matches!(status, CompletionStatus::Ok | CompletionStatus::RemoteBounds);
+            // An entry aborted after it was sent carries the sequence it was sent with.
+            let sent = matches!(status, CompletionStatus::Ok | CompletionStatus::RemoteBounds)
+                || (status == CompletionStatus::Aborted && sequence != 0);
             if sent {
                 self.accepted += 1;
                 assert_eq!(sequence, self.accepted, "seed {seed}: sequences consecutive from 1 over sent entries");
@@ -883,4 +885,198 @@ fn shared_vectors_into_the_rtl_engine_at_64_bits() {
 #[test]
 fn shared_vectors_into_the_rtl_engine_at_512_bits() {
     shared_vectors(512);
+}
+
+/// Posts `count` valid 4 KiB entries on `node` and rings the doorbell once.
+fn post_pages(p: &mut Pair, node: usize, count: usize) {
+    let n = &mut p.n[node];
+    let mut head = 0;
+    for _ in 0..count {
+        let (e, pl) = n.host.random_entry(&mut p.r, true);
+        head = n.host.post(&mut n.mem, e, &pl);
+        n.host.doorbell_at.push_back(n.m.cycles());
+    }
+    p.write(node, sq::BASE + sq::HEAD, head);
+}
+
+fn status(p: &mut Pair, node: usize) -> Status {
+    Status::from_bits_retain(p.read(node, control::BASE + control::STATUS))
+}
+
+/// CONTROL.ABORT (HSI control block): every outstanding entry, doorbelled and fetched or
+/// not, completes Aborted, in order and once (the partner acknowledged none: its
+/// direction of the link is cut); the sequence state restarts at 1; the engine then
+/// stays quiet (not RUNNING, link Down, no frames, no completions) until ENABLE is
+/// cleared and set again, after which entries complete Ok from sequence 1.
+fn abort(width: usize) {
+    let test = format!("abort_{width}");
+    let mut p = Pair::new(width, &test, 11, 10, 20, Faults::default());
+    for node in 0..2 {
+        p.program(node, 64, 30, 40);
+    }
+    p.run_until(100_000, "link up", |p| p.log[0].delivered_acks > 0 && p.log[1].delivered_acks > 0);
+    p.faults[0].drop = 100;
+    // More than the in-flight table holds: some are still unfetched when ABORT comes.
+    post_pages(&mut p, 0, 12);
+    for _ in 0..4000 {
+        p.step();
+    }
+    assert!(p.log[0].data_first > 0, "{width} bits: entries were sent before the abort");
+    for e in p.n[0].host.pending.iter_mut() {
+        e.status = CompletionStatus::Aborted;
+        e.payload.clear();
+    }
+    p.write(0, control::BASE + control::CONTROL, (Control::ENABLE | Control::ABORT).bits());
+    p.traffic(&[], 0, false, 200_000);
+    assert_eq!(p.n[0].host.statuses[CompletionStatus::Aborted.code() as usize], 12, "{width} bits: all 12 aborted");
+    // The abort ends once the last completion's write response is in.
+    for _ in 0..200 {
+        p.step();
+    }
+    assert_eq!(p.read(0, control::BASE + control::CONTROL) & Control::ABORT.bits(), 0, "{width} bits: ABORT reads 0");
+    assert_eq!(p.read(0, sq::BASE + sq::TAIL), p.n[0].host.sq_head, "{width} bits: every doorbelled entry fetched");
+    assert_eq!(p.read(0, link::BASE + link::NEXT_SEQ_LO), 1, "{width} bits: sequence state reset");
+    let st = status(&mut p, 0);
+    assert!(!st.contains(Status::RUNNING) && !st.contains(Status::ERROR), "{width} bits: stopped, no error: {st:?}");
+    // Quiet: no frame and no completion for several heartbeat intervals, even with a
+    // doorbell rung while stopped.
+    let frames = p.log[0].frames;
+    post_pages(&mut p, 0, 1);
+    for _ in 0..30_000 {
+        p.step();
+    }
+    assert_eq!(p.log[0].frames, frames, "{width} bits: no frame after the abort");
+    assert_eq!(p.read(0, link::BASE + link::STATE) & 0xFF, 0, "{width} bits: link Down while stopped");
+    let now = p.now();
+    assert_eq!(p.n[0].host.reap(&p.n[0].mem, p.seed, now), 0, "{width} bits: no completion while stopped");
+    // Re-enabled: the entry posted while stopped and new ones complete Ok from sequence 1.
+    p.faults[0].drop = 0;
+    p.n[0].host.accepted = 0;
+    p.write(0, control::BASE + control::CONTROL, 0);
+    p.write(0, control::BASE + control::CONTROL, Control::ENABLE.bits());
+    assert!(status(&mut p, 0).contains(Status::RUNNING), "{width} bits: running again");
+    post_pages(&mut p, 0, 3);
+    p.traffic(&[], 0, false, 300_000);
+    assert_eq!(p.n[0].host.statuses[0], 4, "{width} bits: entries after the restart complete Ok");
+    assert_eq!(p.n[0].host.accepted, 4, "{width} bits: sequences 1 to 4 after the restart");
+    p.check_window(0);
+}
+
+#[test]
+fn abort_completes_every_outstanding_entry_at_64_bits() {
+    abort(64);
+}
+
+#[test]
+fn abort_completes_every_outstanding_entry_at_512_bits() {
+    abort(512);
+}
+
+/// Link block and LinkResets (HSI counters block): with the link cut both ways for
+/// longer than LINK_DEAD_HEARTBEATS heartbeat intervals each engine reports the link
+/// Down; when frames flow again it is Up and LinkResets is 1; data flows afterwards.
+fn link_cut(width: usize) {
+    let test = format!("link_cut_{width}");
+    let mut p = Pair::new(width, &test, 5, 10, 20, Faults::default());
+    for node in 0..2 {
+        p.program(node, 64, 30, 40);
+    }
+    p.run_until(100_000, "link up", |p| p.log[0].delivered_acks > 0 && p.log[1].delivered_acks > 0);
+    let state = |p: &mut Pair, node| p.read(node, link::BASE + link::STATE) & 0xFF;
+    for node in 0..2 {
+        p.run_until(50_000, "Up", |p| state(p, node) == 2);
+        assert_eq!(p.counter(node, Counter::LinkResets), 0, "{width} bits: node {node} no reset yet");
+        p.write(node, control::BASE + control::IRQ_STATUS, Irq::all().bits());
+    }
+    p.faults = [Faults { drop: 100, ..Faults::default() }; 2];
+    // Three 40 us intervals at 250 cycles/us, and some.
+    for _ in 0..40_000 {
+        p.step();
+    }
+    for node in 0..2 {
+        assert_eq!(state(&mut p, node), 0, "{width} bits: node {node} link Down after the cut");
+        let st = status(&mut p, node);
+        assert!(st.contains(Status::RUNNING) && !st.contains(Status::LINK_UP), "{width} bits: node {node} {st:?}");
+        let irq = p.read(node, control::BASE + control::IRQ_STATUS);
+        assert_ne!(irq & Irq::LINK_CHANGE.bits(), 0, "{width} bits: node {node} LINK_CHANGE raised");
+        assert_eq!(p.counter(node, Counter::LinkResets), 0, "{width} bits: node {node} not counted while Down");
+    }
+    p.faults = [Faults::default(); 2];
+    for node in 0..2 {
+        p.run_until(100_000, "Up again", |p| state(p, node) == 2);
+    }
+    for node in 0..2 {
+        assert_eq!(p.counter(node, Counter::LinkResets), 1, "{width} bits: node {node} one link reset");
+    }
+    p.traffic(&[0, 1], 6, true, 500_000);
+    for node in 0..2 {
+        p.check_window(node);
+    }
+}
+
+#[test]
+fn link_cut_counts_one_link_reset_at_64_bits() {
+    link_cut(64);
+}
+
+#[test]
+fn link_cut_counts_one_link_reset_at_512_bits() {
+    link_cut(512);
+}
+
+/// STATUS.ERROR (HSI control block): enabling with a bad ring or window configuration
+/// sets ERROR (and IRQ_STATUS.ERROR), the engine does not run and fetches nothing; with
+/// the configuration fixed, clearing and setting ENABLE runs it again.
+fn bad_configuration(width: usize) {
+    let test = format!("bad_configuration_{width}");
+    let mut p = Pair::new(width, &test, 9, 10, 20, Faults::default());
+    p.program(0, 64, 30, 40);
+    assert_eq!(status(&mut p, 0) & (Status::RUNNING | Status::ERROR), Status::RUNNING, "{width} bits: a good configuration runs");
+    let cases: [(&str, u32, u32, u32); 6] = [
+        ("SQ.SIZE_LOG2 = 0", sq::BASE + sq::SIZE_LOG2, 0, SQ_LOG2),
+        ("SQ.SIZE_LOG2 = 17", sq::BASE + sq::SIZE_LOG2, 17, SQ_LOG2),
+        ("CQ.SIZE_LOG2 = 0", cq::BASE + cq::SIZE_LOG2, 0, CQ_LOG2),
+        ("SQ.BASE not aligned", sq::BASE + sq::BASE_LO, SQ_BASE as u32 + 8, SQ_BASE as u32),
+        ("CQ.BASE not aligned", cq::BASE + cq::BASE_LO, CQ_BASE as u32 + 4, CQ_BASE as u32),
+        ("WINDOW_SIZE = 0", memory::BASE + memory::WINDOW_SIZE_LO, 0, WIN_SIZE as u32),
+    ];
+    let mut tail = 0;
+    for (what, reg, bad, good) in cases {
+        p.write(0, control::BASE + control::CONTROL, 0);
+        p.write(0, control::BASE + control::IRQ_STATUS, Irq::all().bits());
+        p.write(0, reg, bad);
+        p.write(0, control::BASE + control::CONTROL, Control::ENABLE.bits());
+        let st = status(&mut p, 0);
+        assert!(st.contains(Status::ERROR) && !st.contains(Status::RUNNING), "{width} bits: {what}: {st:?}");
+        assert_ne!(p.read(0, control::BASE + control::IRQ_STATUS) & Irq::ERROR.bits(), 0, "{width} bits: {what}: IRQ ERROR");
+        post_pages(&mut p, 0, 1);
+        for _ in 0..2000 {
+            p.step();
+        }
+        assert_eq!(p.read(0, sq::BASE + sq::TAIL), tail, "{width} bits: {what}: nothing fetched");
+        p.write(0, reg, good);
+        p.write(0, control::BASE + control::CONTROL, 0);
+        p.write(0, control::BASE + control::CONTROL, Control::ENABLE.bits());
+        let st = status(&mut p, 0);
+        assert_eq!(st & (Status::RUNNING | Status::ERROR), Status::RUNNING, "{width} bits: {what} fixed: {st:?}");
+        tail += 1;
+        let mut fetched = 0;
+        for _ in 0..50 {
+            fetched = p.read(0, sq::BASE + sq::TAIL);
+            if fetched == tail {
+                break;
+            }
+        }
+        assert_eq!(fetched, tail, "{width} bits: {what} fixed: the entry is fetched");
+    }
+}
+
+#[test]
+fn bad_configuration_sets_error_at_64_bits() {
+    bad_configuration(64);
+}
+
+#[test]
+fn bad_configuration_sets_error_at_512_bits() {
+    bad_configuration(512);
 }
