@@ -158,6 +158,40 @@ pub trait Engine: Send + Sync {
     }
 }
 
+/// A shared engine is an engine (the runtime holds its engine in an `Arc`).
+impl<E: Engine + ?Sized> Engine for std::sync::Arc<E> {
+    fn info(&self) -> EngineInfo {
+        (**self).info()
+    }
+    fn host_region(&self) -> &MemRegion {
+        (**self).host_region()
+    }
+    fn mirror_window(&self) -> &MemRegion {
+        (**self).mirror_window()
+    }
+    fn post(&self, entries: &[SubmissionEntry]) -> Result<usize, EngineError> {
+        (**self).post(entries)
+    }
+    fn ring_doorbell(&self) -> Result<(), EngineError> {
+        (**self).ring_doorbell()
+    }
+    fn poll_completions(&self, out: &mut Vec<CompletionEntry>, max: usize) -> Result<usize, EngineError> {
+        (**self).poll_completions(out, max)
+    }
+    fn wait_completions(&self, timeout: Duration) -> Result<bool, EngineError> {
+        (**self).wait_completions(timeout)
+    }
+    fn link_state(&self) -> LinkState {
+        (**self).link_state()
+    }
+    fn counters(&self) -> CounterSnapshot {
+        (**self).counters()
+    }
+    fn shutdown(&self) {
+        (**self).shutdown()
+    }
+}
+
 /// Checks an entry before it is sent, as every backend must: returns the payload's
 /// offset in the host region, or the error status its completion carries.
 pub fn check_entry(entry: &SubmissionEntry, host: &MemRegion, max_payload: u32) -> Result<u64, tandem_hsi::CompletionStatus> {

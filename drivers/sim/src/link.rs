@@ -28,7 +28,14 @@ struct Side {
 /// side. An engine that stops detaches; frames sent to a detached side are dropped, and
 /// a new engine may attach to it (a restarted partner).
 #[derive(Debug, Clone, Default)]
-pub struct SimWire(Arc<[Mutex<Side>; 2]>);
+pub struct SimWire(Arc<Wire>);
+
+#[derive(Debug, Default)]
+struct Wire {
+    sides: [Mutex<Side>; 2],
+    /// Loss of signal: every frame sent is lost.
+    down: AtomicBool,
+}
 
 impl SimWire {
     /// A new wire with nothing attached.
@@ -46,10 +53,20 @@ impl SimWire {
     }
 
     /// Drops every frame in flight in both directions (the engines recover by
-    /// retransmission; the RTL has no carrier input, so it does not see the link go down).
+    /// retransmission; a cut this short is not seen as the link going down).
     pub fn cut(&self) {
-        for s in self.0.iter() {
+        for s in self.0.sides.iter() {
             relock(s).queue.clear();
+        }
+    }
+
+    /// Loss of signal (a pulled cable) while `down`: every frame sent either way is lost,
+    /// so after `HEARTBEAT_US` intervals without a frame each engine reports its link
+    /// Down, and Up again (a link reset) once frames flow after `set_down(false)`.
+    pub fn set_down(&self, down: bool) {
+        self.0.down.store(down, Ordering::Release);
+        if down {
+            self.cut();
         }
     }
 }
@@ -63,7 +80,7 @@ pub struct WireEnd {
 
 impl WireEnd {
     pub(crate) fn attach(self, wake: Arc<Wake>) -> Box<dyn FrameLink> {
-        let mut s = relock(&self.wire.0[self.side]);
+        let mut s = relock(&self.wire.0.sides[self.side]);
         s.queue.clear();
         s.wake = Some(wake);
         drop(s);
@@ -73,7 +90,10 @@ impl WireEnd {
 
 impl FrameLink for WireEnd {
     fn send(&mut self, frame: Vec<u8>) {
-        let mut other = relock(&self.wire.0[1 - self.side]);
+        if self.wire.0.down.load(Ordering::Acquire) {
+            return;
+        }
+        let mut other = relock(&self.wire.0.sides[1 - self.side]);
         if let Some(w) = other.wake.clone() {
             if other.queue.len() < MAX_QUEUED {
                 other.queue.push_back(frame);
@@ -84,13 +104,13 @@ impl FrameLink for WireEnd {
     }
 
     fn recv(&mut self) -> Option<Vec<u8>> {
-        relock(&self.wire.0[self.side]).queue.pop_front()
+        relock(&self.wire.0.sides[self.side]).queue.pop_front()
     }
 }
 
 impl Drop for WireEnd {
     fn drop(&mut self) {
-        let mut s = relock(&self.wire.0[self.side]);
+        let mut s = relock(&self.wire.0.sides[self.side]);
         s.wake = None;
         s.queue.clear();
     }
@@ -106,6 +126,8 @@ struct Bridge {
     in_conn: Mutex<Option<TcpStream>>,
     inbound: Mutex<VecDeque<Vec<u8>>>,
     stop: AtomicBool,
+    /// Loss of signal: frames are lost both ways (the connections stay).
+    down: AtomicBool,
     wake: Arc<Wake>,
 }
 
@@ -130,6 +152,12 @@ impl BridgeCut {
     pub fn cut(&self) {
         self.0.cut();
     }
+
+    /// Loss of signal while `down`: every frame is lost both ways (see
+    /// [`SimWire::set_down`]).
+    pub fn set_down(&self, down: bool) {
+        self.0.down.store(down, Ordering::Release);
+    }
 }
 
 impl Bridge {
@@ -142,6 +170,9 @@ impl Bridge {
     }
 
     fn push(&self, frame: &[u8]) {
+        if self.down.load(Ordering::Acquire) {
+            return;
+        }
         let mut q = relock(&self.inbound);
         if q.len() < MAX_QUEUED {
             q.push_back(frame.to_vec());
@@ -248,6 +279,7 @@ impl TcpBridge {
             in_conn: Mutex::new(None),
             inbound: Mutex::new(VecDeque::new()),
             stop: AtomicBool::new(false),
+            down: AtomicBool::new(false),
             wake,
         });
         let (b1, b2) = (b.clone(), b.clone());
@@ -287,6 +319,9 @@ struct BridgePort(Arc<Bridge>);
 
 impl FrameLink for BridgePort {
     fn send(&mut self, frame: Vec<u8>) {
+        if self.0.down.load(Ordering::Acquire) {
+            return;
+        }
         let to = match frame.get(..HEADER_LEN).map(FrameHeader::decode) {
             Some(Ok(h)) if matches!(h.frame_type(), FrameType::Ack | FrameType::Nack) => &self.0.in_conn,
             Some(Ok(_)) => &self.0.out_conn,

@@ -3,10 +3,12 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tandem_drivers::conformance::{Pair, MIN_HOST_REGION, MIN_WINDOW};
 use tandem_drivers::soft::{SoftConfig, SoftEngine, SoftListener};
 use tandem_drivers::{Engine, EngineError, MemRegion};
+use tandem_hsi::LinkState;
 use tandem_sim_engine::{SimConfig, SimEngine, SimLink, SimWire};
 
 /// DMA base of host regions in the tests (windows sit at 0).
@@ -38,19 +40,31 @@ pub fn sim(link: SimLink, window: &Path, name: &str) -> Result<SimEngine, Engine
     SimEngine::start(c)
 }
 
+/// A cut the engine must notice: loss of signal until `a` reports its link Down
+/// (bounded), then frames flow again, so that `a` counts a link reset when it is back Up.
+pub fn cut_until_down(a: &dyn Engine, set_down: impl Fn(bool)) {
+    set_down(true);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while a.link_state() == LinkState::Up && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    set_down(false);
+}
+
 /// Two sim engines on an in-process wire; B restarts over its window file on the same
-/// side of the wire; the link control drops every frame in flight.
+/// side of the wire; the link control drops every frame until A sees the link down.
 pub fn sim_pair(_seed: u64) -> Pair {
     let dirs = Dirs::new();
     let wire = SimWire::new();
-    let a = sim(wire.end(0).into(), &dirs.window("a"), "a").expect("start A");
+    let a = Arc::new(sim(wire.end(0).into(), &dirs.window("a"), "a").expect("start A"));
     let b = sim(wire.end(1).into(), &dirs.window("b"), "b").expect("start B");
     let (w2, wb) = (wire.clone(), dirs.window("b"));
     let restart = move || -> Result<Box<dyn Engine>, EngineError> { Ok(Box::new(sim(w2.end(1).into(), &wb, "b2")?)) };
+    let a_link = a.clone();
     Pair {
         a: Box::new(a),
         b: Box::new(b),
-        link: Some(Box::new(move || wire.cut())),
+        link: Some(Box::new(move || cut_until_down(&*a_link, |down| wire.set_down(down)))),
         restart_b: Some(Box::new(restart)),
         keep: vec![Box::new(dirs)],
     }
@@ -85,7 +99,7 @@ pub fn mixed_pair(_seed: u64) -> Pair {
     let la = tcp_listener();
     let lb = soft_listener();
     let (addr_a, addr_b) = (la.local_addr().expect("addr"), lb.local_addr());
-    let a = sim(SimLink::Tcp { listener: la, partner: addr_b }, &dirs.window("a"), "mixed_a").expect("start A");
+    let a = Arc::new(sim(SimLink::Tcp { listener: la, partner: addr_b }, &dirs.window("a"), "mixed_a").expect("start A"));
     let b = soft(lb, addr_a, &dirs.window("b"));
     let (cut_a, cut_b) = (a.bridge_cut().expect("a TCP engine has a bridge"), b.link());
     let wb = dirs.window("b");
@@ -93,10 +107,12 @@ pub fn mixed_pair(_seed: u64) -> Pair {
         let l = SoftEngine::bind(addr_b)?;
         Ok(Box::new(soft(l, addr_a, &wb)))
     };
+    let a_link = a.clone();
     Pair {
         a: Box::new(a),
         b: Box::new(b),
         link: Some(Box::new(move || {
+            cut_until_down(&*a_link, |down| cut_a.set_down(down));
             cut_a.cut();
             cut_b.cut();
         })),
