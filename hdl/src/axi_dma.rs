@@ -17,10 +17,10 @@ pub const AXI_BOUNDARY: u64 = 4096;
 ///
 /// Read: a command (`rd_cmd_*`, byte address and byte count, count >= 1) becomes INCR
 /// bursts on AR; the R beats are realigned so that the first byte leaves in lane 0 of
-/// the `m_rd_*` stream, exactly `len` bytes, `tlast` on the final beat. Two read
+/// the `m_rd_*` stream, exactly `len` bytes, `tlast` on the final beat. Three read
 /// commands may be in progress: the next is taken as soon as every burst of the one
 /// before is requested, so its read latency passes while the earlier data still flows
-/// (the data comes back in command order). Write: a command (`wr_cmd_*`) takes exactly
+/// (the data comes back in command order, without a gap between commands). Write: a command (`wr_cmd_*`) takes exactly
 /// `len` bytes from the `s_wr_*` stream (byte 0 in lane 0, `tkeep`/`tlast` not looked
 /// at) and writes them with byte strobes at the address; writes are posted: the next
 /// command is taken once every beat of the one before is formed, without waiting for
@@ -163,6 +163,12 @@ pub struct AxiDma<const W: usize, const K: usize> {
     rq_off: DFF<Bits<16>>,
     rq_len: DFF<Bits<32>>,
     rq_in: DFF<Bits<32>>,
+    rq1_valid: DFF<Bit>,
+    rq1_off: DFF<Bits<16>>,
+    rq1_len: DFF<Bits<32>>,
+    rq1_in: DFF<Bits<32>>,
+    rd_end: Signal<Local, Bit>,
+    rd_load: Signal<Local, Bit>,
     // Write channel.
     wr_busy: DFF<Bit>,
     wr_off: DFF<Bits<16>>,
@@ -313,6 +319,12 @@ impl<const W: usize, const K: usize> AxiDma<W, K> {
             rq_off: Default::default(),
             rq_len: Default::default(),
             rq_in: Default::default(),
+            rq1_valid: Default::default(),
+            rq1_off: Default::default(),
+            rq1_len: Default::default(),
+            rq1_in: Default::default(),
+            rd_end: Default::default(),
+            rd_load: Default::default(),
             wr_busy: Default::default(),
             wr_off: Default::default(),
             wr_in_left: Default::default(),
@@ -398,6 +410,10 @@ impl<const W: usize, const K: usize> Logic for AxiDma<W, K> {
             rq_off,
             rq_len,
             rq_in,
+            rq1_valid,
+            rq1_off,
+            rq1_len,
+            rq1_in,
             wr_busy,
             wr_off,
             wr_in_left,
@@ -482,6 +498,7 @@ impl<const W: usize, const K: usize> Logic for AxiDma<W, K> {
                 | (self.m_axi_rdata.val() << ((self.lanes.val() - self.rd_off.q.val()) << 3));
         }
         self.rd_last_keep.next = !(self.ones_k.val() << self.rd_left.q.val());
+        self.rd_end.next = false;
         self.m_axi_rready.next = self.rd_busy.q.val() & self.rd_out_free.val() & !self.rd_flush.q.val() & (self.rd_in_left.q.val() != 0);
         if self.m_axi_rvalid.val() & self.m_axi_rready.val() {
             if self.m_axi_rresp.val() != 0 {
@@ -503,6 +520,7 @@ impl<const W: usize, const K: usize> Logic for AxiDma<W, K> {
                     self.rd_out_last.d.next = true;
                     self.rd_left.d.next = 0.into();
                     self.rd_busy.d.next = false;
+                    self.rd_end.next = true;
                 } else {
                     self.rd_out_keep.d.next = self.ones_k.val();
                     self.rd_out_last.d.next = false;
@@ -520,28 +538,40 @@ impl<const W: usize, const K: usize> Logic for AxiDma<W, K> {
             self.rd_out_valid.d.next = true;
             self.rd_flush.d.next = false;
             self.rd_busy.d.next = false;
+            self.rd_end.next = true;
             self.rd_left.d.next = 0.into();
         }
         // A command is taken when the AR side has issued every burst of the one before
-        // and the R side has room: it starts at once when the R side is idle, else it
-        // waits in `rq` (its bursts are already requested) and starts after that one.
-        self.rd_cmd_ready.next = (self.ar_left.q.val() == 0) & !self.rq_valid.q.val();
+        // and the queue has room: it starts at once when the R side is idle, else it
+        // waits in `rq`/`rq1` (its bursts are already requested) and starts in the cycle
+        // the one before it ends.
+        self.rd_cmd_ready.next = (self.ar_left.q.val() == 0) & !self.rq1_valid.q.val();
         self.rd_cmd_off.next = bit_cast::<16, 64>(self.rd_cmd_addr.val() & self.lane_mask64.val());
         self.rd_cmd_in.next =
             (self.rd_cmd_len.val() + bit_cast::<32, 16>(self.rd_cmd_off.val() + self.lanes.val() - 1)) >> self.lane_bits.val();
-        if !self.rd_busy.q.val() & self.rq_valid.q.val() {
+        self.rd_load.next = (!self.rd_busy.q.val() | self.rd_end.val()) & self.rq_valid.q.val();
+        if self.rd_load.val() {
             self.rd_busy.d.next = true;
             self.rd_off.d.next = self.rq_off.q.val();
             self.rd_left.d.next = self.rq_len.q.val();
             self.rd_first.d.next = true;
             self.rd_flush.d.next = false;
             self.rd_in_left.d.next = self.rq_in.q.val();
-            self.rq_valid.d.next = false;
+            self.rq_valid.d.next = self.rq1_valid.q.val();
+            self.rq_off.d.next = self.rq1_off.q.val();
+            self.rq_len.d.next = self.rq1_len.q.val();
+            self.rq_in.d.next = self.rq1_in.q.val();
+            self.rq1_valid.d.next = false;
         }
         if self.rd_cmd_valid.val() & self.rd_cmd_ready.val() {
             self.ar_left.d.next = self.rd_cmd_in.val();
             self.ar_addr.d.next = self.rd_cmd_addr.val() & !self.lane_mask64.val();
-            if self.rd_busy.q.val() {
+            if self.rq_valid.q.val() & !self.rd_load.val() {
+                self.rq1_valid.d.next = true;
+                self.rq1_off.d.next = self.rd_cmd_off.val();
+                self.rq1_len.d.next = self.rd_cmd_len.val();
+                self.rq1_in.d.next = self.rd_cmd_in.val();
+            } else if self.rq_valid.q.val() | (self.rd_busy.q.val() & !self.rd_end.val()) {
                 self.rq_valid.d.next = true;
                 self.rq_off.d.next = self.rd_cmd_off.val();
                 self.rq_len.d.next = self.rd_cmd_len.val();
