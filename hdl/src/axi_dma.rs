@@ -17,10 +17,10 @@ pub const AXI_BOUNDARY: u64 = 4096;
 ///
 /// Read: a command (`rd_cmd_*`, byte address and byte count, count >= 1) becomes INCR
 /// bursts on AR; the R beats are realigned so that the first byte leaves in lane 0 of
-/// the `m_rd_*` stream, exactly `len` bytes, `tlast` on the final beat. Two read
+/// the `m_rd_*` stream, exactly `len` bytes, `tlast` on the final beat. Three read
 /// commands may be in progress: the next is taken as soon as every burst of the one
 /// before is requested, so its read latency passes while the earlier data still flows
-/// (the data comes back in command order). Write: a command (`wr_cmd_*`) takes exactly
+/// (the data comes back in command order, without a gap between commands). Write: a command (`wr_cmd_*`) takes exactly
 /// `len` bytes from the `s_wr_*` stream (byte 0 in lane 0, `tkeep`/`tlast` not looked
 /// at) and writes them with byte strobes at the address; writes are posted: the next
 /// command is taken once every beat of the one before is formed, without waiting for
@@ -163,6 +163,12 @@ pub struct AxiDma<const W: usize, const K: usize> {
     rq_off: DFF<Bits<16>>,
     rq_len: DFF<Bits<32>>,
     rq_in: DFF<Bits<32>>,
+    rq1_valid: DFF<Bit>,
+    rq1_off: DFF<Bits<16>>,
+    rq1_len: DFF<Bits<32>>,
+    rq1_in: DFF<Bits<32>>,
+    rd_end: Signal<Local, Bit>,
+    rd_load: Signal<Local, Bit>,
     // Write channel.
     wr_busy: DFF<Bit>,
     wr_off: DFF<Bits<16>>,
@@ -313,6 +319,12 @@ impl<const W: usize, const K: usize> AxiDma<W, K> {
             rq_off: Default::default(),
             rq_len: Default::default(),
             rq_in: Default::default(),
+            rq1_valid: Default::default(),
+            rq1_off: Default::default(),
+            rq1_len: Default::default(),
+            rq1_in: Default::default(),
+            rd_end: Default::default(),
+            rd_load: Default::default(),
             wr_busy: Default::default(),
             wr_off: Default::default(),
             wr_in_left: Default::default(),
@@ -398,6 +410,10 @@ impl<const W: usize, const K: usize> Logic for AxiDma<W, K> {
             rq_off,
             rq_len,
             rq_in,
+            rq1_valid,
+            rq1_off,
+            rq1_len,
+            rq1_in,
             wr_busy,
             wr_off,
             wr_in_left,
@@ -482,6 +498,7 @@ impl<const W: usize, const K: usize> Logic for AxiDma<W, K> {
                 | (self.m_axi_rdata.val() << ((self.lanes.val() - self.rd_off.q.val()) << 3));
         }
         self.rd_last_keep.next = !(self.ones_k.val() << self.rd_left.q.val());
+        self.rd_end.next = false;
         self.m_axi_rready.next = self.rd_busy.q.val() & self.rd_out_free.val() & !self.rd_flush.q.val() & (self.rd_in_left.q.val() != 0);
         if self.m_axi_rvalid.val() & self.m_axi_rready.val() {
             if self.m_axi_rresp.val() != 0 {
@@ -503,6 +520,7 @@ impl<const W: usize, const K: usize> Logic for AxiDma<W, K> {
                     self.rd_out_last.d.next = true;
                     self.rd_left.d.next = 0.into();
                     self.rd_busy.d.next = false;
+                    self.rd_end.next = true;
                 } else {
                     self.rd_out_keep.d.next = self.ones_k.val();
                     self.rd_out_last.d.next = false;
@@ -520,28 +538,40 @@ impl<const W: usize, const K: usize> Logic for AxiDma<W, K> {
             self.rd_out_valid.d.next = true;
             self.rd_flush.d.next = false;
             self.rd_busy.d.next = false;
+            self.rd_end.next = true;
             self.rd_left.d.next = 0.into();
         }
         // A command is taken when the AR side has issued every burst of the one before
-        // and the R side has room: it starts at once when the R side is idle, else it
-        // waits in `rq` (its bursts are already requested) and starts after that one.
-        self.rd_cmd_ready.next = (self.ar_left.q.val() == 0) & !self.rq_valid.q.val();
+        // and the queue has room: it starts at once when the R side is idle, else it
+        // waits in `rq`/`rq1` (its bursts are already requested) and starts in the cycle
+        // the one before it ends.
+        self.rd_cmd_ready.next = (self.ar_left.q.val() == 0) & !self.rq1_valid.q.val();
         self.rd_cmd_off.next = bit_cast::<16, 64>(self.rd_cmd_addr.val() & self.lane_mask64.val());
         self.rd_cmd_in.next =
             (self.rd_cmd_len.val() + bit_cast::<32, 16>(self.rd_cmd_off.val() + self.lanes.val() - 1)) >> self.lane_bits.val();
-        if !self.rd_busy.q.val() & self.rq_valid.q.val() {
+        self.rd_load.next = (!self.rd_busy.q.val() | self.rd_end.val()) & self.rq_valid.q.val();
+        if self.rd_load.val() {
             self.rd_busy.d.next = true;
             self.rd_off.d.next = self.rq_off.q.val();
             self.rd_left.d.next = self.rq_len.q.val();
             self.rd_first.d.next = true;
             self.rd_flush.d.next = false;
             self.rd_in_left.d.next = self.rq_in.q.val();
-            self.rq_valid.d.next = false;
+            self.rq_valid.d.next = self.rq1_valid.q.val();
+            self.rq_off.d.next = self.rq1_off.q.val();
+            self.rq_len.d.next = self.rq1_len.q.val();
+            self.rq_in.d.next = self.rq1_in.q.val();
+            self.rq1_valid.d.next = false;
         }
         if self.rd_cmd_valid.val() & self.rd_cmd_ready.val() {
             self.ar_left.d.next = self.rd_cmd_in.val();
             self.ar_addr.d.next = self.rd_cmd_addr.val() & !self.lane_mask64.val();
-            if self.rd_busy.q.val() {
+            if self.rq_valid.q.val() & !self.rd_load.val() {
+                self.rq1_valid.d.next = true;
+                self.rq1_off.d.next = self.rd_cmd_off.val();
+                self.rq1_len.d.next = self.rd_cmd_len.val();
+                self.rq1_in.d.next = self.rd_cmd_in.val();
+            } else if self.rq_valid.q.val() | (self.rd_busy.q.val() & !self.rd_end.val()) {
                 self.rq_valid.d.next = true;
                 self.rq_off.d.next = self.rd_cmd_off.val();
                 self.rq_len.d.next = self.rd_cmd_len.val();
@@ -922,6 +952,148 @@ mod tests {
         assert!(mem.ar.is_empty() && mem.aw.is_empty() && mem.w.is_empty() && mem.b_pending == 0, "bus idle at the end");
         let _ = cycles;
         mem.bursts
+    }
+
+    /// Reads and writes issued back to back on both channels at once (each command as
+    /// soon as the previous one is taken): reads return their bytes in command order,
+    /// writes land and finish in order with their tags, whatever the stalls.
+    fn run_pipelined<const W: usize, const K: usize>(
+        reads: &[(usize, usize)],
+        writes: &[(usize, Vec<u8>)],
+        max_burst: usize,
+        stall: u32,
+        seed: u32,
+    ) {
+        let mut uut = AxiDma::<W, K>::new();
+        uut.connect_all();
+        let mut r = Rng(seed | 1);
+        let init: Vec<u8> = (0..MEM).map(|i| (i * 5 + i / 253) as u8).collect();
+        let mut reference = init.clone();
+        let mut mem = Mem::<K> {
+            bytes: init,
+            max_burst,
+            ar: VecDeque::new(),
+            aw: VecDeque::new(),
+            w: VecDeque::new(),
+            b_pending: 0,
+            stall,
+            bursts: 0,
+        };
+        uut.max_burst.next = (max_burst as u64).into();
+        // Reads see the memory before any write: the two sets of ranges do not overlap.
+        let expected: Vec<Vec<u8>> = reads.iter().map(|&(a, l)| reference[a..a + l].to_vec()).collect();
+        let stream: Vec<u8> = writes.iter().flat_map(|(_, d)| d.iter().copied()).collect();
+        let ends: Vec<usize> = writes
+            .iter()
+            .scan(0, |acc, (_, d)| {
+                *acc += d.len();
+                Some(*acc)
+            })
+            .collect();
+        let cmd_end = |sent: usize| ends.iter().copied().find(|&e| e > sent).unwrap_or(0);
+        let (mut rd_issued, mut wr_issued, mut sent, mut dones) = (0usize, 0usize, 0usize, 0usize);
+        let mut got: Vec<Vec<u8>> = vec![vec![]];
+        let mut w_end = 0usize;
+        let mut max_outstanding_reads = 0usize;
+        for _ in 0..200_000 {
+            if got.len() > reads.len() && dones == writes.len() {
+                break;
+            }
+            mem.drive(&mut uut, &mut r);
+            uut.rd_cmd_valid.next = rd_issued < reads.len() && !r.pct(stall);
+            if let Some(&(a, l)) = reads.get(rd_issued) {
+                uut.rd_cmd_addr.next = (a as u64).into();
+                uut.rd_cmd_len.next = (l as u64).into();
+            }
+            uut.wr_cmd_valid.next = wr_issued < writes.len() && !r.pct(stall);
+            if let Some((a, d)) = writes.get(wr_issued) {
+                uut.wr_cmd_addr.next = (*a as u64).into();
+                uut.wr_cmd_len.next = (d.len() as u64).into();
+                uut.wr_cmd_tag.next = wr_issued % 2 == 1;
+            }
+            // Write data of the commands taken so far, in order, never across a command end.
+            uut.s_wr_tvalid.next = false;
+            if sent < w_end && !r.pct(stall) {
+                let end = (sent + K).min(cmd_end(sent));
+                uut.s_wr_tdata.next = to_bits::<W>(&stream[sent..end]);
+                uut.s_wr_tvalid.next = true;
+            }
+            uut.m_rd_tready.next = !r.pct(stall);
+            settle(&mut uut);
+            mem.sample(&uut);
+            if uut.rd_cmd_valid.val() && uut.rd_cmd_ready.val() {
+                rd_issued += 1;
+            }
+            if uut.wr_cmd_valid.val() && uut.wr_cmd_ready.val() {
+                w_end += writes[wr_issued].1.len();
+                wr_issued += 1;
+            }
+            if uut.s_wr_tvalid.val() && uut.s_wr_tready.val() {
+                sent = (sent + K).min(cmd_end(sent));
+            }
+            if uut.m_rd_tvalid.val() && uut.m_rd_tready.val() {
+                let keep = uut.m_rd_tkeep.val();
+                let k = (0..K).take_while(|i| keep.get_bit(*i)).count();
+                got.last_mut().unwrap().extend(from_bits::<W>(uut.m_rd_tdata.val(), k));
+                if uut.m_rd_tlast.val() {
+                    got.push(vec![]);
+                }
+            }
+            max_outstanding_reads = max_outstanding_reads.max(rd_issued - (got.len() - 1));
+            if uut.wr_done.val() {
+                assert_eq!(uut.wr_done_tag.val(), dones % 2 == 1, "write {dones}: done carries its tag");
+                let (a, d) = &writes[dones];
+                reference[*a..*a + d.len()].copy_from_slice(d);
+                dones += 1;
+            }
+            clock(&mut uut);
+        }
+        got.pop();
+        assert_eq!(got.len(), reads.len(), "every read finished");
+        for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+            assert_eq!(g, e, "read {i} returns its bytes, in command order");
+        }
+        assert_eq!(dones, writes.len(), "every write finished");
+        assert!(mem.bytes == reference, "the writes changed exactly their ranges");
+        assert!(max_outstanding_reads >= 2, "reads overlapped ({max_outstanding_reads} in progress at most)");
+        assert!(!uut.error.val(), "no error response was given");
+    }
+
+    /// Reads (address, length) and writes (address, bytes).
+    type Pipelined = (Vec<(usize, usize)>, Vec<(usize, Vec<u8>)>);
+
+    fn pipelined_ops(seed: u32, n: usize) -> Pipelined {
+        let mut r = Rng(seed | 1);
+        let half = MEM / 2;
+        let reads = (0..n)
+            .map(|_| {
+                let l = 1 + (r.next() as usize) % if r.pct(30) { 3000 } else { 100 };
+                ((r.next() as usize) % (half - l), l)
+            })
+            .collect();
+        let writes = (0..n)
+            .map(|_| {
+                let l = 1 + (r.next() as usize) % if r.pct(30) { 3000 } else { 100 };
+                (half + (r.next() as usize) % (half - l), (0..l).map(|_| r.next() as u8).collect())
+            })
+            .collect();
+        (reads, writes)
+    }
+
+    #[test]
+    fn back_to_back_commands_at_64_bits() {
+        for (seed, mb, stall) in [(21, 16, 0), (22, 256, 30), (23, 3, 15)] {
+            let (reads, writes) = pipelined_ops(seed, 12);
+            run_pipelined::<64, 8>(&reads, &writes, mb, stall, seed);
+        }
+    }
+
+    #[test]
+    fn back_to_back_commands_at_512_bits() {
+        for (seed, mb, stall) in [(31, 256, 0), (32, 2, 25)] {
+            let (reads, writes) = pipelined_ops(seed, 10);
+            run_pipelined::<512, 64>(&reads, &writes, mb, stall, seed);
+        }
     }
 
     fn random_ops<const K: usize>(seed: u32, n: usize) -> Vec<Op> {

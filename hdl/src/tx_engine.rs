@@ -258,7 +258,10 @@ pub struct TxEngine<const W: usize, const K: usize> {
     chk: DFF<Bit>,
     rk0: DFF<Bit>,
     rk1: DFF<Bit>,
+    rk2: DFF<Bit>,
+    side_fetch: Signal<Local, Bit>,
     rcount: DFF<Bits<2>>,
+    push_kind: Signal<Local, Bit>,
     r_push: Signal<Local, Bit>,
     r_pop: Signal<Local, Bit>,
     cpl: DFF<Bits<128>>,
@@ -472,7 +475,10 @@ impl<const W: usize, const K: usize> TxEngine<W, K> {
             chk: Default::default(),
             rk0: Default::default(),
             rk1: Default::default(),
+            rk2: Default::default(),
+            side_fetch: Default::default(),
             rcount: Default::default(),
+            push_kind: Default::default(),
             r_push: Default::default(),
             r_pop: Default::default(),
             cpl: Default::default(),
@@ -632,7 +638,7 @@ impl<const W: usize, const K: usize> Logic for TxEngine<W, K> {
         dff_setup!(
             self, clock, phase, cphase, enabled, aborting, halted, dead, quiet_us, missed, sess, tail, chead, cphase_bit, nseq, acked,
             max_sent, fetch_ptr, send_ptr, done_ptr, goback, hb_due, hb_sent, up, was_up, state_q, rt_us, hb_us, desc, cpl, cpl_head,
-            ev_cpl, ctl_sel, ftail, cur_rb, fouts, chk, rk0, rk1, rcount
+            ev_cpl, ctl_sel, ftail, cur_rb, fouts, chk, rk0, rk1, rk2, rcount
         );
         for i in 0..8 {
             self.t_op[i].clock.next = self.clock.val();
@@ -765,6 +771,7 @@ impl<const W: usize, const K: usize> Logic for TxEngine<W, K> {
         self.m_pay_tlast.next = self.s_rd_tlast.val();
         self.m_pay_tvalid.next = false;
         self.r_push.next = false;
+        self.push_kind.next = false;
         self.wr_cmd_valid.next = false;
         // A completion is written in two parts, `SEQUENCE` first and then the bytes with
         // the phase bit, so a host that sees the new phase sees the whole entry.
@@ -978,15 +985,16 @@ impl<const W: usize, const K: usize> Logic for TxEngine<W, K> {
                 }
             }
             TxPhase::SendCmd => {
-                self.rd_cmd_valid.next = self.rcount.q.val() != 2;
+                self.rd_cmd_valid.next = self.rcount.q.val() != 3;
                 if self.rd_cmd_valid.val() & self.rd_cmd_ready.val() {
                     self.r_push.next = true;
+                    self.push_kind.next = true;
                     self.phase.d.next = TxPhase::SendHdr;
                 }
             }
             _ => {
                 // FetchCmd: the descriptor at `ftail`.
-                self.rd_cmd_valid.next = self.rcount.q.val() != 2;
+                self.rd_cmd_valid.next = self.rcount.q.val() != 3;
                 self.rd_cmd_addr.next = self.sq_base.val() + (bit_cast::<64, 32>(self.ftail.q.val()) << self.desc_log2.val());
                 self.rd_cmd_len.next = self.desc_bytes.val();
                 if self.rd_cmd_valid.val() & self.rd_cmd_ready.val() {
@@ -995,6 +1003,22 @@ impl<const W: usize, const K: usize> Logic for TxEngine<W, K> {
                     self.fouts.d.next = self.fouts.q.val() + 1;
                     self.phase.d.next = TxPhase::Idle;
                 }
+            }
+        }
+        // While a header waits for the framer, descriptors are fetched on the side, so
+        // the table keeps entries ready behind the frames being sent; one read slot is
+        // always left for the next payload.
+        self.side_fetch.next = ((self.phase.q.val() == TxPhase::SendHdr) | (self.phase.q.val() == TxPhase::CtlHdr))
+            & self.can_fetch.val()
+            & (self.rcount.q.val() < 2);
+        if self.side_fetch.val() {
+            self.rd_cmd_valid.next = true;
+            self.rd_cmd_addr.next = self.sq_base.val() + (bit_cast::<64, 32>(self.ftail.q.val()) << self.desc_log2.val());
+            self.rd_cmd_len.next = self.desc_bytes.val();
+            if self.rd_cmd_ready.val() {
+                self.r_push.next = true;
+                self.ftail.d.next = (self.ftail.q.val() + 1) & self.sq_mask.val();
+                self.fouts.d.next = self.fouts.q.val() + 1;
             }
         }
         // ---------------------------------------------------------- read data side
@@ -1019,6 +1043,7 @@ impl<const W: usize, const K: usize> Logic for TxEngine<W, K> {
         }
         if self.r_pop.val() {
             self.rk0.d.next = self.rk1.q.val();
+            self.rk1.d.next = self.rk2.q.val();
             self.rcount.d.next = self.rcount.q.val() - 1;
         }
         if self.r_push.val() {
@@ -1027,15 +1052,17 @@ impl<const W: usize, const K: usize> Logic for TxEngine<W, K> {
                 self.rcount.d.next = self.rcount.q.val();
             }
             if (self.rcount.q.val() == 0) | ((self.rcount.q.val() == 1) & self.r_pop.val()) {
-                self.rk0.d.next = self.phase.q.val() == TxPhase::SendCmd;
+                self.rk0.d.next = self.push_kind.val();
+            } else if (self.rcount.q.val() == 1) | ((self.rcount.q.val() == 2) & self.r_pop.val()) {
+                self.rk1.d.next = self.push_kind.val();
             } else {
-                self.rk1.d.next = self.phase.q.val() == TxPhase::SendCmd;
+                self.rk2.d.next = self.push_kind.val();
             }
         }
         // Check: the gathered entry enters the table.
         if self.chk.q.val() {
             self.fouts.d.next = self.fouts.q.val() - 1;
-            if self.r_push.val() & (self.phase.q.val() == TxPhase::FetchCmd) {
+            if self.r_push.val() & !self.push_kind.val() {
                 self.fouts.d.next = self.fouts.q.val();
             }
             self.fetch_ptr.d.next = self.fetch_ptr.q.val() + 1;

@@ -274,6 +274,7 @@ struct HostSw {
     statuses: [usize; 6],
     doorbell_at: VecDeque<u64>,
     latencies: Vec<u64>,
+    completed_at: Vec<u64>,
 }
 
 impl HostSw {
@@ -292,6 +293,7 @@ impl HostSw {
             statuses: [0; 6],
             doorbell_at: VecDeque::new(),
             latencies: vec![],
+            completed_at: vec![],
         }
     }
 
@@ -436,6 +438,7 @@ impl HostSw {
             if let Some(t) = self.doorbell_at.pop_front() {
                 self.latencies.push(now - t);
             }
+            self.completed_at.push(now);
             self.completed += 1;
             self.cq_tail = (self.cq_tail + 1) % (1 << CQ_LOG2);
             if self.cq_tail == 0 {
@@ -470,8 +473,46 @@ struct LinkLog {
     delivered_intact: u64,
 }
 
+/// Cycles each interface of one engine was busy (a beat moved) or held up, for finding
+/// where throughput goes.
+#[derive(Debug, Default, Clone, Copy)]
+struct Busy {
+    /// R beats taken.
+    r: u64,
+    /// Cycles the master waited for an R beat (RREADY without RVALID).
+    r_wait: u64,
+    /// Cycles an R beat was held up (RVALID without RREADY).
+    r_held: u64,
+    /// W beats taken.
+    w: u64,
+    /// AR bursts taken.
+    ar: u64,
+    /// Link beats sent.
+    link_out: u64,
+    /// Link beats received.
+    link_in: u64,
+    /// Cycles a received link beat was offered and not taken.
+    link_in_held: u64,
+}
+
+impl Busy {
+    fn sample(&mut self, m: &Model) {
+        let (rv, rr) = (m.get("m_axi_rvalid"), m.get("m_axi_rready"));
+        self.r += rv & rr;
+        self.r_wait += rr & (1 - rv);
+        self.r_held += rv & (1 - rr);
+        self.w += m.get("m_axi_wvalid") & m.get("m_axi_wready");
+        self.ar += m.get("m_axi_arvalid") & m.get("m_axi_arready");
+        self.link_out += m.get("m_axis_link_tvalid") & m.get("m_axis_link_tready");
+        let v = m.get("s_axis_link_tvalid");
+        self.link_in += v & m.get("s_axis_link_tready");
+        self.link_in_held += v & (1 - m.get("s_axis_link_tready"));
+    }
+}
+
 /// One engine with its host.
 struct Node {
+    busy: Busy,
     m: Model,
     mem: AxiMem,
     lite: LiteDriver,
@@ -489,7 +530,16 @@ impl Node {
         out.stall_pct = stall / 2;
         let mut inp = StreamDriver::new("s_axis_link");
         inp.idle_pct = stall / 2;
-        Node { m: Model::engine(width, name), mem, lite: LiteDriver::default(), out, inp, host: HostSw::new(), taken: 0 }
+        Node {
+            busy: Busy::default(),
+            m: Model::engine(width, name),
+            mem,
+            lite: LiteDriver::default(),
+            out,
+            inp,
+            host: HostSw::new(),
+            taken: 0,
+        }
     }
 }
 
@@ -529,6 +579,7 @@ impl Pair {
             node.inp.drive(&mut node.m, &mut self.r);
             node.m.eval();
             node.mem.sample(&node.m, &mut self.r, now);
+            node.busy.sample(&node.m);
             node.lite.sample(&node.m);
             node.out.sample(&node.m);
             node.inp.sample(&node.m);
@@ -794,7 +845,10 @@ fn random_descriptors_over_a_faulty_link_at_512_bits() {
 
 /// Descriptor-to-completion latency (lone 4 KiB entry) and throughput of 4 KiB pages
 /// from one engine to the other: no faults, no stalls, 20-cycle memory latency.
-fn performance(width: usize) -> (f64, u64) {
+/// Returns bytes/cycle from the first doorbell to the last completion (pipeline fill
+/// included), bytes/cycle in steady state (from the first completion to the last) and
+/// the lone latency.
+fn performance(width: usize) -> (f64, f64, u64) {
     let test = format!("performance_{width}");
     let mut p = Pair::new(width, &test, 7, 0, 20, Faults::default());
     p.n[0].mem.stall_pct = 0;
@@ -805,25 +859,63 @@ fn performance(width: usize) -> (f64, u64) {
     p.traffic(&[0], 1, true, 100_000);
     let lone = p.n[0].host.latencies[0];
     let start = p.now();
+    let first_cpl = p.n[0].host.completed_at.len();
+    let busy = [p.n[0].busy, p.n[1].busy];
     let pages = 48;
     p.traffic(&[0], pages, true, 1_000_000);
     let cycles = p.now() - start;
+    if std::env::var("TANDEM_PERF_TRACE").is_ok() {
+        let st = &p.n[0].out.starts;
+        let gaps: Vec<u64> = st.windows(2).map(|w| w[1] - w[0]).collect();
+        eprintln!("{width} bits: frame start intervals {gaps:?}");
+        let f: Vec<u64> = p.n[0].out.frames.iter().map(|f| f.0.len() as u64).collect();
+        eprintln!("{width} bits: frame lengths {f:?}");
+    }
+    let a = &p.n[0].busy;
+    let b = &p.n[1].busy;
+    eprintln!(
+        "{width} bits, per page: sender R beats {:.1} (waited for {:.1}, held {:.1}), AR bursts {:.1}, link beats out {:.1}; receiver link beats in {:.1}, held {:.1}, W beats {:.1}; cycles {:.1}",
+        (a.r - busy[0].r) as f64 / pages as f64,
+        (a.r_wait - busy[0].r_wait) as f64 / pages as f64,
+        (a.r_held - busy[0].r_held) as f64 / pages as f64,
+        (a.ar - busy[0].ar) as f64 / pages as f64,
+        (a.link_out - busy[0].link_out) as f64 / pages as f64,
+        (b.link_in - busy[1].link_in) as f64 / pages as f64,
+        (b.link_in_held - busy[1].link_in_held) as f64 / pages as f64,
+        (b.w - busy[1].w) as f64 / pages as f64,
+        cycles as f64 / pages as f64,
+    );
     p.check_window(0);
     let bpc = (pages * 4096) as f64 / cycles as f64;
+    let done = &p.n[0].host.completed_at[first_cpl..];
+    let steady = ((pages - 1) * 4096) as f64 / (done[pages - 1] - done[0]) as f64;
+    let lanes = (width / 8) as f64;
     eprintln!(
-        "{width} bits: lone 4 KiB descriptor -> completion {lone} cycles; {pages} x 4 KiB pages in {cycles} cycles = {bpc:.2} bytes/cycle ({:.1} % of {} bytes/cycle)",
-        100.0 * bpc / (width / 8) as f64,
-        width / 8
+        "{width} bits: lone 4 KiB descriptor -> completion {lone} cycles; {pages} x 4 KiB pages in {cycles} cycles = {bpc:.2} bytes/cycle ({:.1} % of {lanes} bytes/cycle); steady state (first to last completion) {steady:.2} bytes/cycle ({:.1} %)",
+        100.0 * bpc / lanes,
+        100.0 * steady / lanes,
     );
-    (bpc, lone)
+    (bpc, steady, lone)
 }
 
+/// Guards the throughput: at least 90 % of the datapath in steady state at both widths
+/// and from the first doorbell to the last completion at 64 bits. At 512 bits the
+/// 48-page run also carries the pipeline fill (about 280 cycles, four frame times),
+/// which keeps it below 90 % (about 88 %); it is held at 85 % so that it cannot slip.
 #[test]
 fn performance_at_64_and_512_bits() {
-    let (b64, l64) = performance(64);
-    let (b512, l512) = performance(512);
-    assert!(b64 > 1.0 && b512 > b64, "wider datapath moves more: {b64:.2} vs {b512:.2} bytes/cycle");
+    let (b64, s64, l64) = performance(64);
+    let (b512, s512, l512) = performance(512);
+    assert!(b512 > b64, "wider datapath moves more: {b64:.2} vs {b512:.2} bytes/cycle");
     assert!(l64 > 0 && l512 > 0);
+    for (width, steady) in [(64, s64), (512, s512)] {
+        let pct = 100.0 * steady / (width / 8) as f64;
+        assert!(pct >= 90.0, "{width} bits: steady-state 4 KiB page throughput {pct:.1} % is below 90 % of the datapath");
+    }
+    let pct64 = 100.0 * b64 / 8.0;
+    assert!(pct64 >= 90.0, "64 bits: 4 KiB page throughput {pct64:.1} % is below 90 % of the datapath");
+    let pct512 = 100.0 * b512 / 64.0;
+    assert!(pct512 >= 85.0, "512 bits: 4 KiB page throughput {pct512:.1} % (fill included) is below 85 % of the datapath");
 }
 
 /// The shared vectors (the soft engine's encoder) into an RTL engine: a heartbeat opens
