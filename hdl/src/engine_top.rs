@@ -14,7 +14,7 @@ use tandem_hsi::entry::{completion, submission};
 use tandem_hsi::regs::Counter;
 
 /// Largest ring `SIZE_LOG2` the HSI allows (rings hold 2^1 to 2^16 entries).
-pub const RING_LOG2_MAX: u64 = 16;
+pub const RING_LOG2_MAX: u64 = tandem_hsi::regs::RING_SIZE_LOG2_MAX as u64;
 
 /// Write-channel owner of the DMA master.
 #[derive(Copy, Clone, PartialEq, Eq, Debug, LogicState)]

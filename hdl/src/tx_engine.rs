@@ -16,8 +16,8 @@ const _: () = assert!(
 pub const TABLE: usize = 8;
 
 /// Heartbeat intervals (`HEARTBEAT_US`) without any valid frame from the partner after
-/// which a link that was Up is Down.
-pub const LINK_DEAD_HEARTBEATS: u64 = 3;
+/// which a link that was Up is Down (from the HSI).
+pub const LINK_DEAD_HEARTBEATS: u64 = tandem_hsi::frame::LINK_DEAD_HEARTBEATS as u64;
 
 /// Phases of the transmit sequencer ([`TxEngine`]).
 #[derive(Copy, Clone, PartialEq, Eq, Debug, LogicState)]

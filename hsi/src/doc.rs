@@ -64,7 +64,7 @@ pub fn render() -> String {
     );
     layout_table(&mut out, &crate::frame::header::LAYOUT);
     out.push_str(
-        "### Link protocol\n\n\
+        &"### Link protocol\n\n\
          - Each connection starts unsynced. The sender's first frame is a heartbeat carrying its session id and its oldest \
            unacknowledged sequence. A receiver that has no state for that session takes that sequence as the next it expects; \
            it then ACKs the highest sequence it holds.\n\
@@ -78,8 +78,12 @@ pub fn render() -> String {
            own sequence and keeps expecting that sequence. The sender sends a barrier under the same sequence in its place and \
            completes the entry with status RemoteBounds once that barrier is ACKed. So a lost NACK only delays the answer, and \
            no cumulative ACK can ever cover a rejected entry.\n\
+         - A link that was Up goes Down when the partner falls silent: the RTL engine after {dead} heartbeat intervals \
+           (LINK_DEAD_HEARTBEATS) without a valid frame, the soft engine when its connection closes or its I/O timeout \
+           passes. The engine counts a link reset (`LinkResets`) when the link is Up again.\n\
          - A barrier is a data frame without payload; the receiver makes its window durable before it ACKs it.\n\
-         - Heartbeats flow every `HEARTBEAT_US` on an idle link and are answered with an ACK.\n\n",
+         - Heartbeats flow every `HEARTBEAT_US` on an idle link and are answered with an ACK.\n\n"
+            .replace("{dead}", &crate::frame::LINK_DEAD_HEARTBEATS.to_string()),
     );
     out.push_str("## Codes\n\n");
     for t in ALL_TABLES {

@@ -21,6 +21,10 @@ pub const HEADER_LEN: usize = header::SIZE;
 pub const CRC_LEN: usize = 4;
 /// Largest payload of one data frame, in bytes. Larger writes are split by the host.
 pub const MAX_PAYLOAD: usize = 64 * 1024;
+/// Heartbeat intervals (`HEARTBEAT_US`) without a valid frame from the partner after
+/// which an engine whose link was Up declares it Down (and counts a link reset when it is
+/// Up again).
+pub const LINK_DEAD_HEARTBEATS: u32 = 3;
 /// Largest frame on the wire.
 pub const MAX_FRAME_LEN: usize = HEADER_LEN + MAX_PAYLOAD + CRC_LEN;
 

@@ -9,6 +9,9 @@
 
 /// Bytes between consecutive blocks.
 pub const BLOCK_STRIDE: u32 = 0x100;
+/// Largest ring `SIZE_LOG2` (rings hold 2^1 to 2^16 entries); an engine enabled with a
+/// ring outside that range sets STATUS.ERROR and does not run.
+pub const RING_SIZE_LOG2_MAX: u32 = 16;
 /// Offset of the common `TYPE` register in every block.
 pub const TYPE: u32 = 0x00;
 /// Offset of the common `VERSION` register in every block.
