@@ -16,7 +16,7 @@ out=bitstreams/resources.md
   echo "Designs: \`tandem_hdl::link_verilog(W)\` (link datapath: framer + deframer with CRC32C),"
   echo "\`tandem_hdl::regs_verilog(..)\` (AXI4-Lite register file with the 16 counters) and"
   echo "\`tandem_hdl::engine_verilog(..)\` (the whole engine, \`EngineTop\`: register file, AXI4 DMA master,"
-  echo "sending side with its 8-entry in-flight table, receiving side with its MAX_PAYLOAD frame buffer,"
+  echo "sending side with its 8-entry in-flight table, receiving side with its two MAX_PAYLOAD frame buffers,"
   echo "link datapath)."
   echo "Tool: $(yosys -V). Command: \`synth_xilinx -flatten -top top\` (estimate before place and route)."
   echo
@@ -42,4 +42,4 @@ for w in 64 512; do
   report "whole engine" "$w" "$work/engine$w.v"
 done
 echo >> "$out"
-echo "The engine's BRAM is its receive frame buffer (MAX_PAYLOAD = 64 KiB); the link datapath alone has none." >> "$out"
+echo "The engine's BRAM is its two receive frame buffers (2 x MAX_PAYLOAD = 2 x 64 KiB); the link datapath alone has none." >> "$out"
