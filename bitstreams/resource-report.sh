@@ -6,7 +6,7 @@
 # wall on a shared 2-core machine)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/target-rtl}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/rtl}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 out=bitstreams/resources.md

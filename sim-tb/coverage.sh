@@ -6,7 +6,7 @@
 # Usage: sim-tb/coverage.sh [out-dir]   (default /tmp/tandem-coverage; about 20 s of tests once built)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/target-rtl}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/rtl}"
 out="${1:-/tmp/tandem-coverage}"
 rm -rf "$out"
 mkdir -p "$out"
