@@ -775,6 +775,16 @@ mod tests {
     }
 
     impl<const K: usize> Mem<K> {
+        /// A memory of `MEM` bytes filled by `fill`, with the reference copy the test
+        /// updates alongside.
+        fn new(fill: impl Fn(usize) -> u8, max_burst: usize, stall: u32) -> (Self, Vec<u8>) {
+            let bytes: Vec<u8> = (0..MEM).map(fill).collect();
+            let reference = bytes.clone();
+            let mem =
+                Mem { bytes, max_burst, ar: VecDeque::new(), aw: VecDeque::new(), w: VecDeque::new(), b_pending: 0, stall, bursts: 0 };
+            (mem, reference)
+        }
+
         fn check_burst(&mut self, addr: usize, len: usize, size: u64, burst: u64) {
             assert_eq!(burst, 1, "INCR bursts only");
             assert_eq!(1usize << size, K, "beat size is the bus width");
@@ -866,18 +876,7 @@ mod tests {
         let mut uut = AxiDma::<W, K>::new();
         uut.connect_all();
         let mut r = Rng(seed | 1);
-        let init: Vec<u8> = (0..MEM).map(|i| (i * 7 + i / 251) as u8).collect();
-        let mut reference = init.clone();
-        let mut mem = Mem::<K> {
-            bytes: init,
-            max_burst,
-            ar: VecDeque::new(),
-            aw: VecDeque::new(),
-            w: VecDeque::new(),
-            b_pending: 0,
-            stall,
-            bursts: 0,
-        };
+        let (mut mem, mut reference) = Mem::<K>::new(|i| (i * 7 + i / 251) as u8, max_burst, stall);
         uut.max_burst.next = (max_burst as u64).into();
         let mut cycles = 0usize;
         for (n, op) in ops.iter().enumerate() {
@@ -967,18 +966,7 @@ mod tests {
         let mut uut = AxiDma::<W, K>::new();
         uut.connect_all();
         let mut r = Rng(seed | 1);
-        let init: Vec<u8> = (0..MEM).map(|i| (i * 5 + i / 253) as u8).collect();
-        let mut reference = init.clone();
-        let mut mem = Mem::<K> {
-            bytes: init,
-            max_burst,
-            ar: VecDeque::new(),
-            aw: VecDeque::new(),
-            w: VecDeque::new(),
-            b_pending: 0,
-            stall,
-            bursts: 0,
-        };
+        let (mut mem, mut reference) = Mem::<K>::new(|i| (i * 5 + i / 253) as u8, max_burst, stall);
         uut.max_burst.next = (max_burst as u64).into();
         // Reads see the memory before any write: the two sets of ranges do not overlap.
         let expected: Vec<Vec<u8>> = reads.iter().map(|&(a, l)| reference[a..a + l].to_vec()).collect();
