@@ -30,8 +30,8 @@ enum Cmd {
         /// `--engine sim --partner-engine soft`).
         #[arg(long)]
         partner_engine: Option<String>,
-        /// Kill the primary after this many acknowledged writes [default: 20000, 2000 with
-        /// the sim engine].
+        /// Kill the primary after this many acknowledged writes [default: 20000, 2000 when
+        /// either node runs the sim engine].
         #[arg(long)]
         kill_after: Option<u64>,
         /// Writer threads on the primary.
